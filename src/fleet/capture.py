@@ -1,0 +1,226 @@
+"""Output capture per thread.
+
+The process has one ``sys.stdout``; pytest's capture swaps it for one buffer,
+which under threads would collect every running test's output into whichever
+test reads it first. While fleet runs tests on threads, ``sys.stdout`` and
+``sys.stderr`` are :class:`ThreadRoutedStream` objects that send each write
+to the buffer of the test running on the writing thread. Threads that run no
+test (the main thread, threads a test started) write straight through.
+
+With ``-s`` nothing is captured: each line a worker writes goes to the
+terminal prefixed with the worker's name, whole lines at a time so two
+threads never interleave within a line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import threading
+from typing import Any, Generator, Iterator, NamedTuple
+
+import pytest
+
+from fleet import internals
+from fleet.context import current
+
+
+def _buffer() -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="", write_through=True)
+
+
+def _drain(buffer: io.TextIOWrapper) -> str:
+    raw = buffer.buffer
+    text = raw.getvalue().decode("utf-8", "replace")
+    raw.seek(0)
+    raw.truncate()
+    return text
+
+
+class _Targets(threading.local):
+    # per stream name: the test's capture buffer (set per phase) and a capsys buffer
+    item: dict[str, io.TextIOWrapper] | None = None
+    fixture: dict[str, io.TextIOWrapper] | None = None
+    passthrough = False
+    partial: dict[str, str] | None = None
+
+
+_targets = _Targets()
+
+
+class ThreadRoutedStream:
+    """Stands in for sys.stdout/sys.stderr; each write goes to its thread's test."""
+
+    def __init__(self, name: str, terminal: Any, live: bool, tee: bool) -> None:
+        self._name = name
+        self._terminal = terminal
+        self._live = live
+        self._tee = tee
+        self._terminal_lock = threading.Lock()
+
+    def _target(self) -> io.TextIOWrapper | None:
+        if _targets.passthrough:
+            return None
+        if _targets.fixture is not None:
+            return _targets.fixture[self._name]
+        if _targets.item is not None:
+            return _targets.item[self._name]
+        return None
+
+    def write(self, text: str) -> int:
+        target = self._target()
+        if target is not None:
+            target.write(text)
+            if not (self._tee and _targets.fixture is None):
+                return len(text)
+        self._write_terminal(text)
+        return len(text)
+
+    def _write_terminal(self, text: str) -> None:
+        worker = current.worker
+        if worker is None or _targets.passthrough:
+            with self._terminal_lock:
+                self._terminal.write(text)
+                self._terminal.flush()
+            return
+        if _targets.partial is None:
+            _targets.partial = {}
+        pending = _targets.partial.get(self._name, "") + text
+        *lines, rest = pending.split("\n")
+        _targets.partial[self._name] = rest
+        if lines:
+            out = "".join(f"[{worker}] {line}\n" for line in lines)
+            with self._terminal_lock:
+                self._terminal.write(out)
+                self._terminal.flush()
+
+    def flush_partial(self) -> None:
+        """Write out a worker's unfinished line (at the end of each test phase)."""
+        if _targets.partial and _targets.partial.get(self._name):
+            self._write_terminal("\n")
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        target = self._target()
+        if target is None:
+            self._terminal.flush()
+
+    def isatty(self) -> bool:
+        target = self._target()
+        return False if target is not None else self._terminal.isatty()
+
+    def __getattr__(self, name: str) -> Any:
+        target = self._target()
+        return getattr(target if target is not None else self._terminal, name)
+
+
+class ThreadCapture:
+    """Installs routed streams and per-test capture for the duration of a run."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+        method = config.getoption("capture", "fd")
+        self.live = method == "no"
+        self.tee = method == "tee-sys"
+        self._capman = internals.capture_manager(config)
+        self._saved: dict[str, Any] = {}
+
+    def install(self) -> None:
+        capman = self._capman
+        if capman is not None:
+            # pytest's own capture is suspended between tests; keep it that
+            # way (and out of reach) while fleet routes output itself.
+            self._saved["global"] = internals.swap_global_capturing(capman, None)
+            self._saved["item_capture"] = capman.__dict__.get("item_capture")
+            capman.item_capture = self.item_capture
+        self._saved["stdout"], self._saved["stderr"] = sys.stdout, sys.stderr
+        self.stdout = ThreadRoutedStream("stdout", sys.stdout, self.live, self.tee)
+        self.stderr = ThreadRoutedStream("stderr", sys.stderr, self.live, self.tee)
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+
+    def uninstall(self) -> None:
+        sys.stdout, sys.stderr = self._saved["stdout"], self._saved["stderr"]
+        capman = self._capman
+        if capman is not None:
+            internals.swap_global_capturing(capman, self._saved["global"])
+            if self._saved["item_capture"] is None:
+                del capman.item_capture
+            else:
+                capman.item_capture = self._saved["item_capture"]
+
+    @contextlib.contextmanager
+    def item_capture(self, when: str, item: pytest.Item) -> Generator[None, None, None]:
+        if self.live:
+            try:
+                yield
+            finally:
+                self.stdout.flush_partial()
+                self.stderr.flush_partial()
+            return
+        buffers = {"stdout": _buffer(), "stderr": _buffer()}
+        _targets.item = buffers
+        try:
+            yield
+        finally:
+            _targets.item = None
+            item.add_report_section(when, "stdout", _drain(buffers["stdout"]))
+            item.add_report_section(when, "stderr", _drain(buffers["stderr"]))
+
+
+class CaptureResult(NamedTuple):
+    out: Any
+    err: Any
+
+
+class ThreadCaptureFixture:
+    """``capsys``/``capsysbinary`` for one test on one thread."""
+
+    def __init__(self, binary: bool) -> None:
+        self._binary = binary
+        self._buffers = {"stdout": _buffer(), "stderr": _buffer()}
+        self._outer = _targets.fixture
+        _targets.fixture = self._buffers
+
+    def readouterr(self) -> CaptureResult:
+        out, err = _drain(self._buffers["stdout"]), _drain(self._buffers["stderr"])
+        if self._binary:
+            return CaptureResult(out.encode("utf-8"), err.encode("utf-8"))
+        return CaptureResult(out, err)
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        before = _targets.passthrough
+        _targets.passthrough = True
+        try:
+            yield
+        finally:
+            _targets.passthrough = before
+
+    def close(self) -> None:
+        """Give what the test did not read back to the test's own capture."""
+        _targets.fixture = self._outer
+        out, err = _drain(self._buffers["stdout"]), _drain(self._buffers["stderr"])
+        if out:
+            sys.stdout.write(out)
+        if err:
+            sys.stderr.write(err)
+
+
+class CaptureFixtures:
+    """Thread-safe ``capsys``/``capsysbinary``, registered only while fleet runs threads."""
+
+    @pytest.fixture
+    def capsys(self) -> Iterator[ThreadCaptureFixture]:
+        fixture = ThreadCaptureFixture(binary=False)
+        yield fixture
+        fixture.close()
+
+    @pytest.fixture
+    def capsysbinary(self) -> Iterator[ThreadCaptureFixture]:
+        fixture = ThreadCaptureFixture(binary=True)
+        yield fixture
+        fixture.close()

@@ -1,0 +1,32 @@
+"""What the current thread is doing: which worker it is and which test it runs.
+
+Every piece of per-thread state fleet keeps (fixture values, captured output,
+log handlers) is looked up through this one thread-local, so a thread that is
+not a fleet worker (the main thread, a thread a test started) sees pytest
+behave as usual.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+
+class _Current(threading.local):
+    worker: str | None = None
+    item: pytest.Item | None = None
+    # fixturedef -> slot holding that fixture's value for the current item
+    item_slots: dict[Any, Any] | None = None
+    # fixturedef -> slot, pinned while that fixture is being set up or torn down
+    pinned: dict[Any, Any] | None = None
+    # reports of the test this worker just ran, handed to the main thread
+    reports: list[Any] | None = None
+
+
+current = _Current()
+
+
+def worker_name() -> str | None:
+    return current.worker

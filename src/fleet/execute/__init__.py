@@ -1,0 +1,1 @@
+"""Execute: the places tests run. One module per kind of worker."""

@@ -1,0 +1,138 @@
+"""Run a plan on worker threads inside this process.
+
+Each worker thread takes the next ready test from the scheduler and runs
+pytest's own test protocol for it (set-up, call, teardown, with every
+plugin's hooks) without logging the reports. The main thread logs them: it
+fires ``pytest_runtest_logstart``/``logreport``/``logfinish`` for one test at
+a time, so the terminal, JUnit XML, ``--lf`` and every other reporting plugin
+see the same event sequence as in a serial run.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from fleet.context import current
+from fleet.plan import Plan
+from fleet.schedule import Scheduler
+
+
+@dataclass
+class Finished:
+    """A test that ran, with its reports, or an exception to re-raise."""
+
+    item: pytest.Item | None
+    worker: str
+    reports: list[pytest.TestReport] = field(default_factory=list)
+    raised: BaseException | None = None
+
+
+_WORKER_EXITED = object()
+
+
+def worker_names(count: int) -> list[str]:
+    return [f"t{i}" for i in range(count)]
+
+
+class ThreadExecutor:
+    def __init__(self, session: pytest.Session, plan: Plan, workers: int) -> None:
+        self.session = session
+        self.plan = plan
+        self.names = worker_names(workers)
+        self.scheduler = Scheduler(plan)
+        self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._maxfail = session.config.getoption("maxfail", 0) or 0
+        self._failures = 0
+        self._failures_lock = threading.Lock()
+
+    def run(self) -> None:
+        threads = [
+            threading.Thread(target=self._work, args=(name,), name=f"fleet-{name}", daemon=True)
+            for name in self.names
+        ]
+        for thread in threads:
+            thread.start()
+        alive = len(threads)
+        raised: BaseException | None = None
+        try:
+            while alive:
+                event = self._finished.get()
+                if event is _WORKER_EXITED:
+                    alive -= 1
+                    continue
+                if event.raised is not None:
+                    raised = raised or event.raised
+                    self.scheduler.stop()
+                    continue
+                self._log(event)
+                if self.session.shouldfail or self.session.shouldstop:
+                    self.scheduler.stop()
+        except KeyboardInterrupt:
+            self.scheduler.stop()
+            self._drain(alive)
+            raise
+        if raised is not None:
+            raise raised
+
+    def _drain(self, alive: int) -> None:
+        """After Ctrl-C: log the tests still running as they finish.
+
+        A second Ctrl-C stops waiting at once.
+        """
+        while alive:
+            event = self._finished.get()
+            if event is _WORKER_EXITED:
+                alive -= 1
+            elif event.raised is None:
+                self._log(event)
+
+    def _work(self, name: str) -> None:
+        current.worker = name
+        hook = self.session.config.hook
+        try:
+            while (index := self.scheduler.next()) is not None:
+                item = self.plan.items[index]
+                current.item_slots = {}
+                current.reports = []
+                try:
+                    hook.pytest_runtest_protocol(item=item, nextitem=self.plan.nextitem[index])
+                except BaseException as exc:  # pytest.exit(), internal errors
+                    self._finished.put(Finished(item, name, raised=exc))
+                    self.scheduler.done(index)
+                    continue
+                finally:
+                    current.item_slots = None
+                reports = current.reports
+                current.reports = []
+                self._count_failures(reports)
+                self.scheduler.done(index)
+                self._finished.put(Finished(item, name, reports))
+        finally:
+            current.worker = None
+            self._finished.put(_WORKER_EXITED)
+
+    def _count_failures(self, reports: list[pytest.TestReport]) -> None:
+        """Stop handing out tests the moment --maxfail is reached."""
+        if not self._maxfail:
+            return
+        if any(r.failed and not hasattr(r, "wasxfail") for r in reports):
+            with self._failures_lock:
+                self._failures += 1
+                reached = self._failures >= self._maxfail
+            if reached:
+                self.scheduler.stop()
+
+    def _log(self, event: Finished) -> None:
+        item = event.item
+        assert item is not None
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        for report in event.reports:
+            report.fleet_worker = event.worker
+            ihook.pytest_runtest_logreport(report=report)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)

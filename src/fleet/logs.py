@@ -1,0 +1,78 @@
+"""Log capture per thread.
+
+pytest's logging plugin attaches one capture handler to the root logger and
+resets it at every test phase, so under threads each test's records (and
+``caplog``) would hold every other thread's records too. While fleet runs
+threads, one :class:`ThreadLogRouter` on the root logger hands each record
+only to the handlers of the test running on the thread that logged it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Generator
+
+import pytest
+
+from fleet import internals
+
+
+class _Handlers(threading.local):
+    active: tuple[logging.Handler, ...] = ()
+
+
+_handlers = _Handlers()
+
+
+class ThreadLogRouter(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        for handler in _handlers.active:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
+class ThreadLogCapture:
+    def __init__(self, config: pytest.Config) -> None:
+        self._plugin = internals.logging_plugin(config)
+        self._router = ThreadLogRouter()
+        self._root_level: int | None = None
+
+    def install(self) -> None:
+        plugin = self._plugin
+        if plugin is None:
+            return
+        root = logging.getLogger()
+        root.addHandler(self._router)
+        if plugin.log_level is not None:
+            self._root_level = root.level
+            root.setLevel(min(root.level, plugin.log_level))
+        internals.override_runtest_for(plugin, self._runtest_for)
+
+    def uninstall(self) -> None:
+        plugin = self._plugin
+        if plugin is None:
+            return
+        internals.restore_runtest_for(plugin)
+        root = logging.getLogger()
+        root.removeHandler(self._router)
+        if self._root_level is not None:
+            root.setLevel(self._root_level)
+
+    def _runtest_for(self, item: pytest.Item, when: str) -> Generator[None, None, None]:
+        plugin = self._plugin
+        caplog_handler = internals.LogCaptureHandler()
+        report_handler = internals.LogCaptureHandler()
+        for handler in (caplog_handler, report_handler):
+            handler.setFormatter(plugin.formatter)
+            if plugin.log_level is not None:
+                handler.setLevel(plugin.log_level)
+        item.stash[internals.caplog_records_key][when] = caplog_handler.records
+        item.stash[internals.caplog_handler_key] = caplog_handler
+        _handlers.active = (caplog_handler, report_handler)
+        try:
+            yield
+        finally:
+            _handlers.active = ()
+            log = report_handler.stream.getvalue().strip()
+            item.add_report_section(when, "log", log)

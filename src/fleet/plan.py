@@ -1,0 +1,80 @@
+"""Plan: turn the collected items into groups that a scheduler can run.
+
+A *group* is an ordered list of tests that must run one after another, in
+collection order. Different groups may run at the same time. A test belongs to
+the groups named by its closest ``group`` (or ``xdist_group``) mark, else to
+the automatic group of its ``--group-unit``; a bare ``group()`` mark puts it in
+no group at all, so it may run whenever a worker is free.
+
+Because the whole plan is known before the first test starts, each test's
+``nextitem`` (the next test of its group) is known in advance: no worker ever
+has to hold a test back to learn what comes after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Hashable, Sequence
+
+import pytest
+
+GROUP_UNITS = ("module", "class", "function")
+# Fixtures that capture at file-descriptor level: fds are shared by every
+# thread of a process, so a test using one must run while no other test runs.
+PROCESS_WIDE_FIXTURES = frozenset({"capfd", "capfdbinary", "capteesys"})
+
+
+@dataclass
+class Plan:
+    items: list[pytest.Item]
+    # group key -> indices into ``items``, in collection order
+    groups: dict[Hashable, list[int]] = field(default_factory=dict)
+    # per item: the keys of the groups it belongs to (empty: free-running)
+    memberships: list[tuple[Hashable, ...]] = field(default_factory=list)
+    exclusive: list[bool] = field(default_factory=list)
+    nextitem: list[pytest.Item | None] = field(default_factory=list)
+
+    @property
+    def runnable_groups(self) -> int:
+        """How many units could run at once: groups plus free-running tests."""
+        return len(self.groups) + sum(1 for m in self.memberships if not m)
+
+
+def group_keys(item: pytest.Item, unit: str) -> tuple[Hashable, ...]:
+    mark = item.get_closest_marker("group")
+    if mark is not None:
+        return tuple(("mark", name) for name in dict.fromkeys(mark.args))
+    mark = item.get_closest_marker("xdist_group")
+    if mark is not None:
+        name = mark.kwargs.get("name", mark.args[0] if mark.args else None)
+        return (("mark", name),) if name is not None else ()
+    if unit == "function":
+        return ()
+    node = None
+    if unit == "class":
+        node = item.getparent(pytest.Class)
+    if node is None:
+        node = item.getparent(pytest.Module) or item.parent
+    return (("unit", node.nodeid if node is not None else item.nodeid),)
+
+
+def is_exclusive(item: pytest.Item) -> bool:
+    if item.get_closest_marker("exclusive") is not None:
+        return True
+    return not PROCESS_WIDE_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def make_plan(items: Sequence[pytest.Item], unit: str) -> Plan:
+    plan = Plan(items=list(items))
+    for index, item in enumerate(plan.items):
+        keys = group_keys(item, unit)
+        plan.memberships.append(keys)
+        plan.exclusive.append(is_exclusive(item))
+        for key in keys:
+            plan.groups.setdefault(key, []).append(index)
+    plan.nextitem = [None] * len(plan.items)
+    for members in plan.groups.values():
+        for here, following in zip(members, members[1:]):
+            if plan.nextitem[here] is None:
+                plan.nextitem[here] = plan.items[following]
+    return plan

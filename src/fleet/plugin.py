@@ -1,0 +1,149 @@
+"""The pytest plugin: options, marks, fixtures, and the switch into fleet's run.
+
+Without ``--mt`` (or with ``--mt 1``) this module only registers its options,
+marks and the ``worker_id``/``testrun_uid`` fixtures; pytest runs as usual.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from fleet import internals
+from fleet.context import current
+from fleet.plan import GROUP_UNITS
+
+testrun_uid_key = pytest.StashKey[str]()
+
+MARKS = (
+    "group(*names): run this test in the named groups; tests of one group run one "
+    "after another in collection order. group() with no names: in no group.",
+    "exclusive: run this test while no other test runs in its process.",
+    "xdist_group(name): read by fleet as group(name).",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("fleet", "fleet: run tests in parallel")
+    group.addoption(
+        "--mt",
+        "--multi-thread",
+        dest="fleet_threads",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="N",
+        help="run tests on N threads in one process after one collection "
+        "(N a positive integer or 'auto', the default when N is left out).",
+    )
+    group.addoption(
+        "--group-unit",
+        dest="fleet_group_unit",
+        choices=GROUP_UNITS,
+        default=None,
+        help="tests of one module/class run one after another; 'function': no "
+        "automatic grouping (default: the group_unit ini option, else module).",
+    )
+    parser.addini("group_unit", "fleet: default --group-unit (module, class or function).")
+    parser.addini("group-unit", "fleet: alias of group_unit.")
+
+
+def parse_thread_count(value: str) -> int | str:
+    """'auto' or a positive integer; anything else raises ValueError."""
+    if value == "auto":
+        return value
+    count = int(value)
+    if count < 1:
+        raise ValueError(value)
+    return count
+
+
+def group_unit(config: pytest.Config) -> str:
+    unit = config.getoption("fleet_group_unit")
+    if unit is None:
+        unit = config.getini("group_unit") or config.getini("group-unit") or "module"
+    unit = str(unit).strip()
+    if unit not in GROUP_UNITS:
+        raise pytest.UsageError(
+            f"fleet: group_unit = {unit!r} in the ini file is not one of {', '.join(GROUP_UNITS)}"
+        )
+    return unit
+
+
+def requested_threads(config: pytest.Config) -> int | str | None:
+    """The --mt value, or None when fleet should not parallelise."""
+    raw = config.getoption("fleet_threads")
+    if raw is None:
+        return None
+    try:
+        count = parse_thread_count(raw)
+    except ValueError:
+        if Path(raw).exists():
+            # `pytest --mt tests/`: argparse took the path for N.
+            _take_back_path(config, raw)
+            count = "auto"
+        else:
+            raise pytest.UsageError(
+                f"fleet: --mt takes a positive integer or 'auto', not {raw!r}"
+            ) from None
+    return None if count == 1 else count
+
+
+def _take_back_path(config: pytest.Config, path: str) -> None:
+    if config.args_source == pytest.Config.ArgsSource.ARGS:
+        config.args.insert(0, path)
+    else:
+        config.args[:] = [path]
+        config.args_source = pytest.Config.ArgsSource.ARGS
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKS:
+        config.addinivalue_line("markers", line)
+    config.stash[testrun_uid_key] = os.environ.get("FLEET_TESTRUNUID") or uuid.uuid4().hex
+    threads = requested_threads(config)
+    unit = group_unit(config)
+    if threads is not None:
+        problem = internals.check(config)
+        if problem:
+            raise pytest.UsageError(problem)
+        if config.getoption("usepdb", False):
+            raise pytest.UsageError("fleet: --pdb needs one test at a time; run it without --mt")
+        from fleet.capture import CaptureFixtures
+        from fleet.run import ThreadRun
+
+        config.pluginmanager.register(CaptureFixtures(), "fleet-capture-fixtures")
+        config.pluginmanager.register(ThreadRun(config, threads, unit), "fleet-run")
+    if not config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(WorkerFixtures(), "fleet-worker-fixtures")
+
+
+class WorkerFixtures:
+    """``worker_id`` and ``testrun_uid`` as pytest-xdist defines them."""
+
+    @pytest.fixture
+    def worker_id(self) -> str:
+        return current.worker or "master"
+
+    @pytest.fixture(scope="session")
+    def testrun_uid(self, request: pytest.FixtureRequest) -> str:
+        return request.config.stash[testrun_uid_key]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    """In verbose output, name the worker that ran the test: ``[t3] PASSED``."""
+    result = yield
+    worker = getattr(report, "fleet_worker", None)
+    if worker and config.get_verbosity() > 0 and isinstance(result, tuple) and len(result) == 3:
+        category, letter, word = result
+        if isinstance(word, tuple):
+            word = (f"[{worker}] {word[0]}", word[1])
+        elif word:
+            word = f"[{worker}] {word}"
+        result = (category, letter, word)
+    return result

@@ -1,0 +1,91 @@
+"""The run: what fleet does between collection and the end of the session.
+
+Registered only when ``--mt`` asks for more than one thread. It takes over
+``pytest_runtestloop``: plans the collected items into groups, installs the
+thread-safe replacements for pytest's per-test state, runs the plan on worker
+threads, and puts pytest's own state back once the session has finished.
+"""
+
+from __future__ import annotations
+
+from typing import Generator
+
+import pytest
+
+from fleet import internals
+from fleet.capture import ThreadCapture
+from fleet.context import current
+from fleet.execute.threads import ThreadExecutor
+from fleet.logs import ThreadLogCapture
+from fleet.plan import make_plan
+from fleet.scopes import FixtureSlots, SharedSetupState
+
+# Threads for ``--mt auto``: one per group that can run, up to this many.
+AUTO_THREADS_CAP = 64
+
+
+class ThreadRun:
+    def __init__(self, config: pytest.Config, threads: int | str, unit: str) -> None:
+        self.config = config
+        self.requested = threads
+        self.unit = unit
+        self.executor: ThreadExecutor | None = None
+        self._slots: FixtureSlots | None = None
+        self._saved_setupstate = None
+
+    def worker_count(self, runnable_groups: int) -> int:
+        if self.requested == "auto":
+            return max(1, min(runnable_groups, AUTO_THREADS_CAP))
+        assert isinstance(self.requested, int)
+        return max(1, min(self.requested, runnable_groups))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            raise session.Interrupted(
+                f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''}"
+                " during collection"
+            )
+        if session.config.option.collectonly:
+            return True
+        plan = make_plan(session.items, self.unit)
+        self.executor = ThreadExecutor(session, plan, self.worker_count(plan.runnable_groups))
+        internals.warm_tmp_path_factory(session.config)
+        self._slots = FixtureSlots()
+        self._slots.install()
+        self._saved_setupstate = internals.get_setupstate(session)
+        internals.set_setupstate(session, SharedSetupState(plan.items))
+        capture, logs = ThreadCapture(session.config), ThreadLogCapture(session.config)
+        capture.install()
+        logs.install()
+        try:
+            self.executor.run()
+        finally:
+            logs.uninstall()
+            capture.uninstall()
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        if session.shouldstop:
+            raise session.Interrupted(session.shouldstop)
+        return True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None):
+        if current.worker is None:
+            return None
+        current.reports = internals.runtestprotocol(item, nextitem=nextitem, log=False)
+        return True
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:
+            # Teardown of whatever a stopped run left set up happens inside the
+            # hook (pytest's runner), still with fleet's state in place.
+            if self._slots is not None:
+                self._slots.uninstall()
+                self._slots = None
+            if self._saved_setupstate is not None:
+                internals.set_setupstate(session, self._saved_setupstate)
+                self._saved_setupstate = None

@@ -1,0 +1,98 @@
+"""Schedule: hand out the tests of a plan to workers, keeping group order.
+
+A test is *ready* when it is the earliest unfinished test of every group it
+belongs to. Workers take the ready test that comes first in collection order.
+Exclusive tests wait until nothing else runs, and while one runs nothing else
+starts; they are taken only when no ordinary test is ready, so they cost as
+little concurrency as possible.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+
+from fleet.plan import Plan
+
+
+class Scheduler:
+    def __init__(self, plan: Plan) -> None:
+        self._plan = plan
+        self._heads = {key: 0 for key in plan.groups}
+        self._ready: list[int] = []
+        self._ready_exclusive: list[int] = []
+        self._queued = [False] * len(plan.items)
+        self._remaining = len(plan.items)
+        self._running = 0
+        self._exclusive_running = False
+        self._stopped = False
+        self._cond = threading.Condition()
+        self.peak_running = 0
+        for index in range(len(plan.items)):
+            if self._is_ready(index):
+                self._push(index)
+
+    # -- queries made under the lock -----------------------------------------
+
+    def _is_ready(self, index: int) -> bool:
+        plan = self._plan
+        return all(
+            plan.groups[key][self._heads[key]] == index for key in plan.memberships[index]
+        )
+
+    def _push(self, index: int) -> None:
+        self._queued[index] = True
+        heap = self._ready_exclusive if self._plan.exclusive[index] else self._ready
+        heapq.heappush(heap, index)
+
+    # -- the worker interface -------------------------------------------------
+
+    def next(self) -> int | None:
+        """Block until a test may start and return its index; None when done."""
+        with self._cond:
+            while True:
+                if self._stopped or self._remaining == 0:
+                    return None
+                if not self._exclusive_running:
+                    if self._ready:
+                        return self._start(heapq.heappop(self._ready))
+                    if self._ready_exclusive and self._running == 0:
+                        self._exclusive_running = True
+                        return self._start(heapq.heappop(self._ready_exclusive))
+                self._cond.wait()
+
+    def _start(self, index: int) -> int:
+        self._running += 1
+        self.peak_running = max(self.peak_running, self._running)
+        return index
+
+    def done(self, index: int) -> None:
+        plan = self._plan
+        with self._cond:
+            self._running -= 1
+            self._remaining -= 1
+            if plan.exclusive[index]:
+                self._exclusive_running = False
+            woken = 0
+            for key in plan.memberships[index]:
+                members = plan.groups[key]
+                self._heads[key] += 1
+                if self._heads[key] < len(members):
+                    head = members[self._heads[key]]
+                    if not self._queued[head] and self._is_ready(head):
+                        self._push(head)
+                        woken += 1
+            if self._remaining == 0 or plan.exclusive[index] or self._ready_exclusive:
+                self._cond.notify_all()
+            elif woken:
+                self._cond.notify(woken)
+
+    def stop(self) -> None:
+        """Hand out nothing more; tests already running finish."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped

@@ -1,0 +1,268 @@
+"""Scope instances shared by threads: set up once, torn down after their last test.
+
+pytest keeps two pieces of state that assume one test at a time:
+
+* ``SetupState``, a stack of the collection nodes (session, package, module,
+  class) the current test lives in, popped as soon as the next test lives
+  elsewhere;
+* ``FixtureDef.cached_result`` and its finalizers, one live value per fixture
+  definition, replaced when a test of another module or parameter needs it.
+
+:class:`SharedSetupState` replaces the stack by reference counts: each node is
+set up by the first test that needs it and torn down by the last test below it
+to finish, in whichever thread that happens; no node is torn down while
+another thread still runs a test below it.
+
+:class:`FixtureSlots` gives each fixture definition one value per *scope
+instance* (the node its scope resolves to, plus its parameter), so two threads
+in two modules each get their module's value of a conftest fixture, and two
+threads in one module share one. A lock per slot makes a second thread wait
+for the first one's set-up instead of running it again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any, Callable, Iterable
+
+import pytest
+
+from fleet import internals
+from fleet.context import current
+
+
+class _NodeState:
+    __slots__ = ("lock", "finalizers", "error", "ready")
+
+    def __init__(self, node: Any) -> None:
+        self.lock = threading.Lock()
+        self.finalizers: list[Callable[[], object]] = [node.teardown]
+        self.error: tuple[BaseException, Any] | None = None
+        self.ready = False
+
+
+class SharedSetupState:
+    """Drop-in for ``session._setupstate`` while tests run on several threads."""
+
+    def __init__(self, items: Iterable[pytest.Item]) -> None:
+        self._remaining: Counter[Any] = Counter()
+        for item in items:
+            for node in item.listchain()[:-1]:
+                self._remaining[node] += 1
+        self._lock = threading.Lock()
+        self._nodes: dict[Any, _NodeState] = {}
+        self._items: dict[pytest.Item, list[Callable[[], object]]] = {}
+
+    def setup(self, item: pytest.Item) -> None:
+        current.item = item
+        *ancestors, _ = chain = item.listchain()
+        for node in ancestors:
+            with self._lock:
+                state = self._nodes.get(node)
+                if state is None:
+                    state = self._nodes[node] = _NodeState(node)
+            with state.lock:
+                if state.error is not None:
+                    raise state.error[0].with_traceback(state.error[1])
+                if not state.ready:
+                    state.ready = True
+                    try:
+                        node.setup()
+                    except internals.TEST_OUTCOME as exc:
+                        state.error = (exc, exc.__traceback__)
+                        raise
+        self._items[item] = [item.teardown]
+        chain[-1].setup()
+
+    def addfinalizer(self, finalizer: Callable[[], object], node: Any) -> None:
+        assert callable(finalizer)
+        own = self._items.get(node)
+        if own is not None:
+            own.append(finalizer)
+            return
+        state = self._nodes.get(node)
+        assert state is not None, f"{node!r} is not set up"
+        state.finalizers.append(finalizer)
+
+    def teardown_exact(self, nextitem: pytest.Item | None) -> None:
+        """Tear down the current thread's test, and every node it was last in."""
+        item = current.item
+        if item is None:
+            self._teardown_everything()
+            return
+        current.item = None
+        errors: list[BaseException] = []
+        _run_finalizers(item, self._items.pop(item, []), errors)
+        for node in reversed(item.listchain()[:-1]):
+            with self._lock:
+                self._remaining[node] -= 1
+                state = self._nodes.pop(node, None) if self._remaining[node] == 0 else None
+            if state is not None:
+                _run_finalizers(node, state.finalizers, errors)
+        _raise(errors)
+
+    def _teardown_everything(self) -> None:
+        """End of session: whatever is still set up (a run stopped early)."""
+        errors: list[BaseException] = []
+        for item, finalizers in reversed(list(self._items.items())):
+            _run_finalizers(item, finalizers, errors)
+        self._items.clear()
+        with self._lock:
+            leftovers = list(self._nodes.items())
+            self._nodes.clear()
+        for node, state in reversed(leftovers):
+            _run_finalizers(node, state.finalizers, errors)
+        _raise(errors)
+
+
+def _run_finalizers(node: Any, finalizers: list, errors: list[BaseException]) -> None:
+    these: list[BaseException] = []
+    while finalizers:
+        fin = finalizers.pop()
+        try:
+            fin()
+        except internals.TEST_OUTCOME as exc:
+            these.append(exc)
+    if len(these) == 1:
+        errors.extend(these)
+    elif these:
+        errors.append(BaseExceptionGroup(f"errors while tearing down {node!r}", these[::-1]))
+
+
+def _raise(errors: list[BaseException]) -> None:
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise BaseExceptionGroup("errors during test teardown", errors[::-1])
+
+
+# --- fixture values per scope instance ----------------------------------------
+
+
+class _Slot:
+    """One live instance of a fixture: its value and its finalizers."""
+
+    __slots__ = ("cached_result", "_finalizers", "lock")
+
+    def __init__(self) -> None:
+        self.cached_result: Any = None
+        self._finalizers: list[Callable[[], object]] = []
+        self.lock = threading.RLock()
+
+
+def _slot_for(fixturedef: Any) -> _Slot | None:
+    pinned = current.pinned
+    if pinned:
+        slot = pinned.get(fixturedef)
+        if slot is not None:
+            return slot
+    item_slots = current.item_slots
+    if item_slots:
+        return item_slots.get(fixturedef)
+    return None
+
+
+class _SlotAttribute:
+    """Data descriptor routing a FixtureDef attribute to the current slot.
+
+    With no slot in context (collection, the main thread, a ``request``
+    pseudo-fixture) the attribute lives on the instance as usual.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, fixturedef: Any, owner: Any = None) -> Any:
+        if fixturedef is None:
+            return self
+        slot = _slot_for(fixturedef)
+        if slot is None:
+            return internals.fixture_storage(fixturedef)[self.name]
+        return getattr(slot, self.name)
+
+    def __set__(self, fixturedef: Any, value: Any) -> None:
+        slot = _slot_for(fixturedef)
+        if slot is None:
+            internals.fixture_storage(fixturedef)[self.name] = value
+        else:
+            setattr(slot, self.name, value)
+
+
+def _instance_key(fixturedef: Any, request: Any) -> tuple[Any, Any, Any]:
+    cache_key = fixturedef.cache_key(request)
+    try:
+        hash(cache_key)
+    except TypeError:
+        cache_key = ("unhashable", id(cache_key))
+    return (fixturedef, request.node, cache_key)
+
+
+class FixtureSlots:
+    """Installs per-scope-instance fixture state on ``pytest.FixtureDef``."""
+
+    def __init__(self) -> None:
+        self._slots: dict[tuple[Any, Any, Any], _Slot] = {}
+        self._lock = threading.Lock()
+        self._originals: dict[str, Any] = {}
+
+    def install(self) -> None:
+        cls = pytest.FixtureDef
+        self._originals = {"execute": cls.execute, "finish": cls.finish}
+        original_execute, original_finish = cls.execute, cls.finish
+        slots = self
+
+        def execute(fixturedef: Any, request: Any) -> Any:
+            slot = slots._get(_instance_key(fixturedef, request))
+            if current.item_slots is not None:
+                current.item_slots[fixturedef] = slot
+            with _pinned(fixturedef, slot), slot.lock:
+                return original_execute(fixturedef, request)
+
+        def finish(fixturedef: Any, request: Any) -> None:
+            key = _instance_key(fixturedef, request)
+            with slots._lock:
+                slot = slots._slots.pop(key, None) or _Slot()
+            with _pinned(fixturedef, slot):
+                original_finish(fixturedef, request)
+
+        cls.execute = execute
+        cls.finish = finish
+        for name in internals.FIXTUREDEF_SLOT_ATTRIBUTES:
+            setattr(cls, name, _SlotAttribute(name))
+
+    def uninstall(self) -> None:
+        cls = pytest.FixtureDef
+        for name, value in self._originals.items():
+            setattr(cls, name, value)
+        for name in internals.FIXTUREDEF_SLOT_ATTRIBUTES:
+            if isinstance(cls.__dict__.get(name), _SlotAttribute):
+                delattr(cls, name)
+        self._originals = {}
+
+    def _get(self, key: tuple[Any, Any, Any]) -> _Slot:
+        slot = self._slots.get(key)
+        if slot is None:
+            with self._lock:
+                slot = self._slots.setdefault(key, _Slot())
+        return slot
+
+
+class _pinned:
+    __slots__ = ("fixturedef", "slot", "previous")
+
+    def __init__(self, fixturedef: Any, slot: _Slot) -> None:
+        self.fixturedef = fixturedef
+        self.slot = slot
+
+    def __enter__(self) -> None:
+        if current.pinned is None:
+            current.pinned = {}
+        self.previous = current.pinned.get(self.fixturedef)
+        current.pinned[self.fixturedef] = self.slot
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is None:
+            del current.pinned[self.fixturedef]
+        else:
+            current.pinned[self.fixturedef] = self.previous
