@@ -133,6 +133,38 @@ def restore_runtest_for(plugin: Any) -> None:
     plugin.__dict__.pop("_runtest_for", None)
 
 
+class CurrentTestVariable:
+    """A thread-safe stand-in for pytest's ``PYTEST_CURRENT_TEST`` bookkeeping.
+
+    pytest sets the variable at each phase and pops it after teardown; on
+    several threads the second pop raises KeyError. The environment is
+    process-wide, so the variable names the test that most recently started
+    a phase.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._original: Any = None
+
+    def _update(self, item: pytest.Item, when: str | None) -> None:
+        import os
+
+        with self._lock:
+            if when:
+                os.environ["PYTEST_CURRENT_TEST"] = f"{item.nodeid} ({when})".replace("\x00", "(null)")
+            else:
+                os.environ.pop("PYTEST_CURRENT_TEST", None)
+
+    def install(self) -> None:
+        self._original = _runner._update_current_test_var
+        _runner._update_current_test_var = self._update
+
+    def uninstall(self) -> None:
+        _runner._update_current_test_var = self._original
+
+
 def warm_tmp_path_factory(config: pytest.Config) -> None:
     """Create the base temp dir once, before threads race to create it."""
     factory = getattr(config, "_tmp_path_factory", None)

@@ -118,7 +118,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
         config.pluginmanager.register(CaptureFixtures(), "fleet-capture-fixtures")
         config.pluginmanager.register(ThreadRun(config, threads, unit), "fleet-run")
-    if not config.pluginmanager.hasplugin("xdist"):
+    # Registered after pytest-xdist's, so fleet's win while fleet runs threads.
+    if threads is not None or not config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(WorkerFixtures(), "fleet-worker-fixtures")
 
 

@@ -19,6 +19,7 @@ from fleet.execute.threads import ThreadExecutor
 from fleet.logs import ThreadLogCapture
 from fleet.plan import make_plan
 from fleet.scopes import FixtureSlots, SharedSetupState
+from fleet.threadwarnings import ThreadWarnings
 
 # Threads for ``--mt auto``: one per group that can run, up to this many.
 AUTO_THREADS_CAP = 64
@@ -55,14 +56,19 @@ class ThreadRun:
         self._slots.install()
         self._saved_setupstate = internals.get_setupstate(session)
         internals.set_setupstate(session, SharedSetupState(plan.items))
-        capture, logs = ThreadCapture(session.config), ThreadLogCapture(session.config)
-        capture.install()
-        logs.install()
+        per_thread = [
+            ThreadCapture(session.config),
+            ThreadLogCapture(session.config),
+            ThreadWarnings(),
+            internals.CurrentTestVariable(),
+        ]
+        for state in per_thread:
+            state.install()
         try:
             self.executor.run()
         finally:
-            logs.uninstall()
-            capture.uninstall()
+            for state in reversed(per_thread):
+                state.uninstall()
         if session.shouldfail:
             raise session.Failed(session.shouldfail)
         if session.shouldstop:

@@ -1,0 +1,73 @@
+"""Helpers for fleet's tests: every check is a real pytest run in a subprocess.
+
+Subprocess runs keep each run's patched pytest state out of this process and
+behave exactly as a user's command line would.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def run(pytester: pytest.Pytester, *args: str, timeout: float = 120) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, int]:
+    found = result.parseoutcomes()
+    # parseoutcomes() keeps pytest's singular/plural spelling; normalise it.
+    return {k.rstrip("s") if k in ("errors", "warnings") else k: v for k, v in found.items()}
+
+
+def read_events(path: Path) -> list[dict]:
+    """JSON lines written by the probe fixtures of a test suite."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# A conftest that records, for each test, when it started and ended, on which
+# thread, and how many tests ran at that moment; and for the shared fixtures,
+# each set-up and teardown. Suites in the tests import it with `PROBE`.
+PROBE = r'''
+import json, os, threading, time
+import pytest
+
+_lock = threading.Lock()
+_running = 0
+EVENTS = os.path.join(os.path.dirname(__file__), "events.jsonl")
+
+def record(**event):
+    event["t"] = time.monotonic()
+    event["thread"] = threading.current_thread().name
+    with _lock, open(EVENTS, "a") as f:
+        f.write(json.dumps(event) + "\n")
+
+@pytest.fixture(autouse=True)
+def _probe(request):
+    global _running
+    with _lock:
+        _running += 1
+        now = _running
+    record(kind="start", test=request.node.nodeid, running=now)
+    yield
+    with _lock:
+        _running -= 1
+    record(kind="end", test=request.node.nodeid)
+'''
+
+
+@pytest.fixture
+def probe(pytester: pytest.Pytester):
+    """Write the probe conftest; return a function reading its events."""
+    pytester.makeconftest(PROBE)
+
+    def events() -> list[dict]:
+        return read_events(pytester.path / "events.jsonl")
+
+    return events
