@@ -222,6 +222,7 @@ def main() -> int:
         parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
     xdist = importlib.util.find_spec("xdist") is not None
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; repeat {repeat}")
+    print("x serial / x xdist: speedup over serial / over the best xdist setting (> 1 is faster)")
     if not xdist:
         print("note: pytest-xdist is not installed; skipping the -n configurations")
 

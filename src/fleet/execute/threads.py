@@ -11,6 +11,7 @@ see the same event sequence as in a serial run.
 from __future__ import annotations
 
 import queue
+from contextlib import nullcontext
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,10 @@ class ThreadExecutor:
         self._maxfail = session.config.getoption("maxfail", 0) or 0
         self._failures = 0
         self._failures_lock = threading.Lock()
+        # Held by the main thread while it writes reports, and by a worker for
+        # the whole of an exclusive test: a test capturing file descriptor 1
+        # must not capture the progress output of other tests.
+        self._terminal = threading.Lock()
 
     def run(self) -> None:
         threads = [
@@ -100,7 +105,9 @@ class ThreadExecutor:
                 current.item_slots = {}
                 current.reports = []
                 try:
-                    hook.pytest_runtest_protocol(item=item, nextitem=self.plan.nextitem[index])
+                    alone = self._terminal if self.plan.exclusive[index] else nullcontext()
+                    with alone:
+                        hook.pytest_runtest_protocol(item=item, nextitem=self.plan.nextitem[index])
                 except BaseException as exc:  # pytest.exit(), internal errors
                     self._finished.put(Finished(item, name, raised=exc))
                     self.scheduler.done(index)
@@ -128,6 +135,10 @@ class ThreadExecutor:
                 self.scheduler.stop()
 
     def _log(self, event: Finished) -> None:
+        with self._terminal:
+            self._log_now(event)
+
+    def _log_now(self, event: Finished) -> None:
         item = event.item
         assert item is not None
         ihook = item.ihook
