@@ -1,0 +1,8 @@
+"""fleet: a parallel test runner for pytest.
+
+``pytest --mt N`` runs the collected tests on N threads of one process, with
+pytest's own semantics: higher-scoped fixtures once per scope instance, each
+test's output its own, the same reports and exit codes as a serial run.
+"""
+
+__version__ = "0.1.0"
