@@ -135,3 +135,19 @@ def test_start_up_check_refuses_a_pytest_without_a_touchpoint(pytester: pytest.P
     lines = [l for l in result.stderr.lines if l.strip()]
     assert len(lines) == 1 and "LoggingPlugin._runtest_for" in lines[0], lines
     assert "fleet needs" in lines[0]
+
+
+def test_start_up_check_refuses_an_unknown_setupstate_method(pytester: pytest.Pytester) -> None:
+    """A pytest whose SetupState grew a method fleet's replacement lacks."""
+    pytester.makeconftest(
+        """
+        import _pytest.runner
+        def pytest_configure(config):
+            _pytest.runner.SetupState.rewind = lambda self: None
+        """
+    )
+    pytester.makepyfile("def test_a(): pass")
+    result = run(pytester, "--mt", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    lines = [l for l in result.stderr.lines if l.strip()]
+    assert len(lines) == 1 and "SetupState.rewind" in lines[0], lines

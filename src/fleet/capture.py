@@ -52,10 +52,9 @@ _targets = _Targets()
 class ThreadRoutedStream:
     """Stands in for sys.stdout/sys.stderr; each write goes to its thread's test."""
 
-    def __init__(self, name: str, terminal: Any, live: bool, tee: bool) -> None:
+    def __init__(self, name: str, terminal: Any, tee: bool) -> None:
         self._name = name
         self._terminal = terminal
-        self._live = live
         self._tee = tee
         self._terminal_lock = threading.Lock()
 
@@ -128,29 +127,19 @@ class ThreadCapture:
         self.tee = method == "tee-sys"
         self._capman = internals.capture_manager(config)
         self._saved: dict[str, Any] = {}
+        self._taken_over = contextlib.ExitStack()
 
     def install(self) -> None:
-        capman = self._capman
-        if capman is not None:
-            # pytest's own capture is suspended between tests; keep it that
-            # way (and out of reach) while fleet routes output itself.
-            self._saved["global"] = internals.swap_global_capturing(capman, None)
-            self._saved["item_capture"] = capman.__dict__.get("item_capture")
-            capman.item_capture = self.item_capture
+        if self._capman is not None:
+            self._taken_over.enter_context(internals.capture_taken_over(self._capman, self.item_capture))
         self._saved["stdout"], self._saved["stderr"] = sys.stdout, sys.stderr
-        self.stdout = ThreadRoutedStream("stdout", sys.stdout, self.live, self.tee)
-        self.stderr = ThreadRoutedStream("stderr", sys.stderr, self.live, self.tee)
+        self.stdout = ThreadRoutedStream("stdout", sys.stdout, self.tee)
+        self.stderr = ThreadRoutedStream("stderr", sys.stderr, self.tee)
         sys.stdout, sys.stderr = self.stdout, self.stderr
 
     def uninstall(self) -> None:
         sys.stdout, sys.stderr = self._saved["stdout"], self._saved["stderr"]
-        capman = self._capman
-        if capman is not None:
-            internals.swap_global_capturing(capman, self._saved["global"])
-            if self._saved["item_capture"] is None:
-                del capman.item_capture
-            else:
-                capman.item_capture = self._saved["item_capture"]
+        self._taken_over.close()
 
     @contextlib.contextmanager
     def item_capture(self, when: str, item: pytest.Item) -> Generator[None, None, None]:

@@ -1,86 +1,103 @@
-"""Every private pytest (and pluggy) name fleet relies on, in one place.
+"""Every private pytest name fleet relies on, in one place.
 
 fleet runs pytest's own per-test machinery on several threads at once. That
-needs a handful of names pytest does not promise to keep. They are all listed
-here, each with why it is needed, and :func:`check` verifies at start-up that
-every one still exists, so a pytest release that moves one makes fleet refuse
-to run with one clear line instead of misbehaving half-way through a run.
+needs a few names pytest does not promise to keep. Each is listed in
+:data:`TOUCHPOINTS` with why it is needed; :func:`check` verifies them all
+before a threaded run, so a pytest release that moved one makes fleet refuse
+``--mt`` with one clear line instead of misbehaving half-way through a run.
+Without ``--mt`` none of them is touched.
 
-Nothing outside this module may import from ``_pytest`` or touch a private
+Nothing outside this module imports from ``_pytest`` or touches a private
 attribute of a pytest object.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import inspect
+import os
+import threading
 from typing import Any, Callable
 
 import pytest
 
-import _pytest.logging as _logging
-import _pytest.outcomes as _outcomes
-import _pytest.runner as _runner
-
-# The exceptions pytest treats as a test outcome (skip/fail/xfail and any
-# Exception); SetupState re-raises these for every item below a failed node.
-TEST_OUTCOME: tuple[type[BaseException], ...] = (_outcomes.OutcomeException, Exception)
-
-# Runs setup/call/teardown of one item and returns its reports without logging
-# them, so a worker thread can run a test and the main thread report it.
-runtestprotocol: Callable[..., list[pytest.TestReport]] = _runner.runtestprotocol
-
-# The stash keys the ``caplog`` fixture reads its per-phase handler and
-# records from; fleet's per-thread log capture fills them.
-caplog_handler_key = _logging.caplog_handler_key
-caplog_records_key = _logging.caplog_records_key
-LogCaptureHandler = _logging.LogCaptureHandler
-
-# (owner, attribute, why) for attributes looked up on live objects.
-_ATTRIBUTES: list[tuple[Any, str, str]] = [
-    (pytest.Session, "_setupstate", "fleet swaps in a thread-safe SetupState"),
-    (pytest.FixtureDef, "execute", "fleet keeps one fixture value per scope instance"),
-    (pytest.FixtureDef, "finish", "fleet tears each scope instance down once"),
-    (pytest.FixtureDef, "cache_key", "fleet keys fixture values like pytest does"),
-    (_logging.LoggingPlugin, "_runtest_for", "fleet captures logs per thread"),
-    (_runner.SetupState, "teardown_exact", "fleet replaces SetupState's interface"),
-]
-_INSTANCE_ATTRIBUTES: list[tuple[str, str, str]] = [
-    ("FixtureDef", "cached_result", "fixture values are kept per scope instance"),
-    ("FixtureDef", "_finalizers", "fixture finalizers are kept per scope instance"),
-    ("CaptureManager", "_global_capturing", "fleet captures output per thread"),
-    ("CaptureManager", "item_capture", "fleet captures output per thread"),
-    ("Config", "_tmp_path_factory", "the base temp dir is made before threads start"),
+# (module, dotted attribute, what fleet does with it). An attribute in
+# ``__init__`` is checked as a name assigned there.
+TOUCHPOINTS: list[tuple[str, str, str]] = [
+    ("_pytest.outcomes", "OutcomeException", "set-up errors are re-raised as pytest does"),
+    ("_pytest.runner", "runtestprotocol", "workers run a test without logging its reports"),
+    ("_pytest.runner", "_update_current_test_var", "PYTEST_CURRENT_TEST is kept thread-safe"),
+    ("_pytest.runner", "SetupState.__init__", "fleet swaps in a thread-safe Session._setupstate"),
+    ("_pytest.fixtures", "FixtureDef.__init__:cached_result", "fixture values per scope instance"),
+    ("_pytest.fixtures", "FixtureDef.__init__:_finalizers", "fixture finalizers per scope instance"),
+    ("_pytest.fixtures", "FixtureDef.execute", "fixture values per scope instance"),
+    ("_pytest.fixtures", "FixtureDef.finish", "each scope instance is torn down once"),
+    ("_pytest.fixtures", "FixtureDef.cache_key", "fixture instances are keyed as pytest keys them"),
+    ("_pytest.capture", "CaptureManager.__init__:_global_capturing", "output is captured per thread"),
+    ("_pytest.capture", "CaptureManager.item_capture", "output is captured per thread"),
+    ("_pytest.logging", "LoggingPlugin._runtest_for", "logs are captured per thread"),
+    ("_pytest.logging", "LoggingPlugin.__init__:formatter", "logs are captured per thread"),
+    ("_pytest.logging", "LoggingPlugin.__init__:log_level", "logs are captured per thread"),
+    ("_pytest.logging", "LogCaptureHandler", "logs are captured per thread"),
+    ("_pytest.logging", "caplog_handler_key", "caplog reads the current thread's handler"),
+    ("_pytest.logging", "caplog_records_key", "caplog reads the current thread's records"),
 ]
 
 
-def check(config: pytest.Config | None = None) -> str | None:
-    """Return one line naming the first missing touchpoint, or None if all exist."""
-    for owner, name, why in _ATTRIBUTES:
-        if not hasattr(owner, name) and name not in getattr(owner, "__annotations__", {}):
-            return _missing(f"{owner.__name__}.{name}", why)
-    import _pytest.capture as _capture
-    import _pytest.fixtures as _fixtures
+def _resolve(module_name: str, path: str) -> bool:
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError:
+        return False
+    attribute, _, assigned = path.partition(":")
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    if assigned:
+        return assigned in getattr(getattr(obj, "__code__", None), "co_names", ())
+    return True
 
-    if "_finalizers" not in _fixtures.FixtureDef.__init__.__code__.co_names:
-        return _missing("FixtureDef._finalizers", "fixture finalizers are kept per scope instance")
-    if "cached_result" not in _fixtures.FixtureDef.__init__.__code__.co_names:
-        return _missing("FixtureDef.cached_result", "fixture values are kept per scope instance")
-    if "_global_capturing" not in _capture.CaptureManager.__init__.__code__.co_names:
-        return _missing("CaptureManager._global_capturing", "fleet captures output per thread")
-    if not hasattr(_capture.CaptureManager, "item_capture"):
-        return _missing("CaptureManager.item_capture", "fleet captures output per thread")
-    if config is not None and not hasattr(config, "_tmp_path_factory"):
-        return _missing("Config._tmp_path_factory", "the base temp dir is made before threads start")
+
+def check(setupstate_interface: frozenset[str] = frozenset()) -> str | None:
+    """Return one line naming the first missing touchpoint, or None if all exist.
+
+    ``setupstate_interface`` names what fleet's replacement for pytest's
+    SetupState provides; a public method pytest's SetupState has beyond it
+    would be called by pytest and missing, so it also refuses the run.
+    """
+    runner = _private("_pytest.runner")
+    for name in sorted(vars(getattr(runner, "SetupState", object))):
+        if not name.startswith("_") and setupstate_interface and name not in setupstate_interface:
+            return (
+                f"fleet: this pytest ({pytest.__version__}) has SetupState.{name}, which fleet "
+                "does not know; use a pytest version fleet supports (8.x, 9.x) or run without --mt"
+            )
+    for module_name, path, why in TOUCHPOINTS:
+        if not _resolve(module_name, path):
+            name = path.replace(".__init__:", ".")
+            return (
+                f"fleet: this pytest ({pytest.__version__}) has no {name}, which fleet needs "
+                f"({why}); use a pytest version fleet supports (8.x, 9.x) or run without --mt"
+            )
     return None
 
 
-def _missing(name: str, why: str) -> str:
-    return (
-        f"fleet: this pytest ({pytest.__version__}) has no {name}, which fleet needs "
-        f"({why}); use a pytest version fleet supports (8.x, 9.x) or run without --mt"
-    )
+def _private(module_name: str) -> Any:
+    return importlib.import_module(module_name)
 
 
-# --- accessors: the only places private attributes are read or written -------
+# --- outcomes and the runner --------------------------------------------------
+
+
+def test_outcome_types() -> tuple[type[BaseException], ...]:
+    """What SetupState catches and re-raises: skip/fail/xfail and any Exception."""
+    return (_private("_pytest.outcomes").OutcomeException, Exception)
+
+
+def runtestprotocol(item: pytest.Item, nextitem: pytest.Item | None) -> list[pytest.TestReport]:
+    return _private("_pytest.runner").runtestprotocol(item, nextitem=nextitem, log=False)
 
 
 def get_setupstate(session: pytest.Session) -> Any:
@@ -89,48 +106,6 @@ def get_setupstate(session: pytest.Session) -> Any:
 
 def set_setupstate(session: pytest.Session, state: Any) -> None:
     session._setupstate = state
-
-
-def fixture_storage(fixturedef: pytest.FixtureDef) -> dict[str, Any]:
-    """The instance dict holding ``cached_result`` and ``_finalizers``."""
-    return fixturedef.__dict__
-
-
-FIXTUREDEF_SLOT_ATTRIBUTES = ("cached_result", "_finalizers")
-
-
-def capture_manager(config: pytest.Config) -> Any:
-    return config.pluginmanager.getplugin("capturemanager")
-
-
-def swap_global_capturing(capman: Any, value: Any) -> Any:
-    """Replace the capture manager's global capture, returning the old one."""
-    old = capman._global_capturing
-    capman._global_capturing = value
-    return old
-
-
-def logging_plugin(config: pytest.Config) -> Any:
-    return config.pluginmanager.get_plugin("logging-plugin")
-
-
-def override_runtest_for(plugin: Any, generator_function: Callable[..., Any]) -> None:
-    """Make the logging plugin use ``generator_function(item, when)`` per phase.
-
-    pytest up to 8.x calls ``_runtest_for`` with ``yield from`` (a generator);
-    later versions use it as a context manager.
-    """
-    import contextlib
-    import inspect
-
-    if inspect.isgeneratorfunction(_logging.LoggingPlugin._runtest_for):
-        plugin._runtest_for = generator_function
-    else:
-        plugin._runtest_for = contextlib.contextmanager(generator_function)
-
-
-def restore_runtest_for(plugin: Any) -> None:
-    plugin.__dict__.pop("_runtest_for", None)
 
 
 class CurrentTestVariable:
@@ -143,14 +118,10 @@ class CurrentTestVariable:
     """
 
     def __init__(self) -> None:
-        import threading
-
         self._lock = threading.Lock()
         self._original: Any = None
 
     def _update(self, item: pytest.Item, when: str | None) -> None:
-        import os
-
         with self._lock:
             if when:
                 os.environ["PYTEST_CURRENT_TEST"] = f"{item.nodeid} ({when})".replace("\x00", "(null)")
@@ -158,15 +129,92 @@ class CurrentTestVariable:
                 os.environ.pop("PYTEST_CURRENT_TEST", None)
 
     def install(self) -> None:
-        self._original = _runner._update_current_test_var
-        _runner._update_current_test_var = self._update
+        runner = _private("_pytest.runner")
+        self._original = runner._update_current_test_var
+        runner._update_current_test_var = self._update
 
     def uninstall(self) -> None:
-        _runner._update_current_test_var = self._original
+        _private("_pytest.runner")._update_current_test_var = self._original
 
 
 def warm_tmp_path_factory(config: pytest.Config) -> None:
-    """Create the base temp dir once, before threads race to create it."""
+    """Create the base temp dir once, before threads race to create it.
+
+    Optional: without it the first tests would race to make the directory,
+    which pytest's numbered directories survive.
+    """
     factory = getattr(config, "_tmp_path_factory", None)
     if factory is not None:
         factory.getbasetemp()
+
+
+# --- fixtures -----------------------------------------------------------------
+
+FIXTUREDEF_SLOT_ATTRIBUTES = ("cached_result", "_finalizers")
+
+
+def fixture_storage(fixturedef: pytest.FixtureDef) -> dict[str, Any]:
+    """The instance dict holding ``cached_result`` and ``_finalizers``."""
+    return fixturedef.__dict__
+
+
+# --- capture ------------------------------------------------------------------
+
+
+def capture_manager(config: pytest.Config) -> Any:
+    return config.pluginmanager.getplugin("capturemanager")
+
+
+@contextlib.contextmanager
+def capture_taken_over(capman: Any, item_capture: Callable[..., Any]):
+    """Route pytest's per-phase capture to ``item_capture`` for a while.
+
+    pytest's global capture stays suspended (as it is between tests) and out of
+    reach, so nothing resumes it while fleet routes output itself.
+    """
+    saved_global, capman._global_capturing = capman._global_capturing, None
+    capman.item_capture = item_capture
+    try:
+        yield
+    finally:
+        del capman.item_capture
+        capman._global_capturing = saved_global
+
+
+# --- logging ------------------------------------------------------------------
+
+
+def logging_plugin(config: pytest.Config) -> Any:
+    return config.pluginmanager.get_plugin("logging-plugin")
+
+
+def log_settings(plugin: Any) -> tuple[Any, int | None]:
+    """The report formatter and ``log_level`` of pytest's logging plugin."""
+    return plugin.formatter, plugin.log_level
+
+
+def log_capture_handler() -> Any:
+    return _private("_pytest.logging").LogCaptureHandler()
+
+
+def publish_caplog_handler(item: pytest.Item, when: str, handler: Any) -> None:
+    """Make ``caplog`` in this test phase read ``handler``."""
+    logging_module = _private("_pytest.logging")
+    item.stash[logging_module.caplog_records_key][when] = handler.records
+    item.stash[logging_module.caplog_handler_key] = handler
+
+
+def override_runtest_for(plugin: Any, generator_function: Callable[..., Any]) -> None:
+    """Make the logging plugin use ``generator_function(item, when)`` per phase.
+
+    pytest up to 8.x calls ``_runtest_for`` with ``yield from`` (a generator);
+    later versions use it as a context manager.
+    """
+    if inspect.isgeneratorfunction(_private("_pytest.logging").LoggingPlugin._runtest_for):
+        plugin._runtest_for = generator_function
+    else:
+        plugin._runtest_for = contextlib.contextmanager(generator_function)
+
+
+def restore_runtest_for(plugin: Any) -> None:
+    plugin.__dict__.pop("_runtest_for", None)

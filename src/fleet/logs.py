@@ -44,9 +44,10 @@ class ThreadLogCapture:
             return
         root = logging.getLogger()
         root.addHandler(self._router)
-        if plugin.log_level is not None:
+        _, level = internals.log_settings(plugin)
+        if level is not None:
             self._root_level = root.level
-            root.setLevel(min(root.level, plugin.log_level))
+            root.setLevel(min(root.level, level))
         internals.override_runtest_for(plugin, self._runtest_for)
 
     def uninstall(self) -> None:
@@ -60,15 +61,14 @@ class ThreadLogCapture:
             root.setLevel(self._root_level)
 
     def _runtest_for(self, item: pytest.Item, when: str) -> Generator[None, None, None]:
-        plugin = self._plugin
-        caplog_handler = internals.LogCaptureHandler()
-        report_handler = internals.LogCaptureHandler()
+        formatter, level = internals.log_settings(self._plugin)
+        caplog_handler = internals.log_capture_handler()
+        report_handler = internals.log_capture_handler()
         for handler in (caplog_handler, report_handler):
-            handler.setFormatter(plugin.formatter)
-            if plugin.log_level is not None:
-                handler.setLevel(plugin.log_level)
-        item.stash[internals.caplog_records_key][when] = caplog_handler.records
-        item.stash[internals.caplog_handler_key] = caplog_handler
+            handler.setFormatter(formatter)
+            if level is not None:
+                handler.setLevel(level)
+        internals.publish_caplog_handler(item, when, caplog_handler)
         _handlers.active = (caplog_handler, report_handler)
         try:
             yield

@@ -108,7 +108,9 @@ def pytest_configure(config: pytest.Config) -> None:
     threads = requested_threads(config)
     unit = group_unit(config)
     if threads is not None:
-        problem = internals.check(config)
+        from fleet.scopes import SharedSetupState
+
+        problem = internals.check(SharedSetupState.INTERFACE)
         if problem:
             raise pytest.UsageError(problem)
         if config.getoption("usepdb", False):

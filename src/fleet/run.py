@@ -79,7 +79,7 @@ class ThreadRun:
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None):
         if current.worker is None:
             return None
-        current.reports = internals.runtestprotocol(item, nextitem=nextitem, log=False)
+        current.reports = internals.runtestprotocol(item, nextitem)
         return True
 
     @pytest.hookimpl(wrapper=True)

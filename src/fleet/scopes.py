@@ -22,6 +22,7 @@ for the first one's set-up instead of running it again.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter
 from typing import Any, Callable, Iterable
@@ -30,6 +31,9 @@ import pytest
 
 from fleet import internals
 from fleet.context import current
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 
 class _NodeState:
@@ -42,8 +46,20 @@ class _NodeState:
         self.ready = False
 
 
+class _ActiveNodes:
+    __slots__ = ("_state",)
+
+    def __init__(self, state: SharedSetupState) -> None:
+        self._state = state
+
+    def __contains__(self, node: Any) -> bool:
+        return self._state.is_node_active(node)
+
+
 class SharedSetupState:
     """Drop-in for ``session._setupstate`` while tests run on several threads."""
+
+    INTERFACE = frozenset({"setup", "addfinalizer", "teardown_exact", "is_node_active", "stack"})
 
     def __init__(self, items: Iterable[pytest.Item]) -> None:
         self._remaining: Counter[Any] = Counter()
@@ -53,6 +69,7 @@ class SharedSetupState:
         self._lock = threading.Lock()
         self._nodes: dict[Any, _NodeState] = {}
         self._items: dict[pytest.Item, list[Callable[[], object]]] = {}
+        self._outcomes = internals.test_outcome_types()
 
     def setup(self, item: pytest.Item) -> None:
         current.item = item
@@ -69,11 +86,23 @@ class SharedSetupState:
                     state.ready = True
                     try:
                         node.setup()
-                    except internals.TEST_OUTCOME as exc:
+                    except self._outcomes as exc:
                         state.error = (exc, exc.__traceback__)
                         raise
         self._items[item] = [item.teardown]
         chain[-1].setup()
+
+    def is_node_active(self, node: Any) -> bool:
+        """Set up and not yet torn down (pytest >= 9.2 asks before a fixture lookup)."""
+        if node in self._items:
+            return True
+        state = self._nodes.get(node)
+        return state is not None and state.ready
+
+    @property
+    def stack(self) -> _ActiveNodes:
+        """What pytest's stack answers to ``node in stack``: the active nodes."""
+        return _ActiveNodes(self)
 
     def addfinalizer(self, finalizer: Callable[[], object], node: Any) -> None:
         assert callable(finalizer)
@@ -93,36 +122,38 @@ class SharedSetupState:
             return
         current.item = None
         errors: list[BaseException] = []
-        _run_finalizers(item, self._items.pop(item, []), errors)
+        _run_finalizers(item, self._items.pop(item, []), errors, self._outcomes)
         for node in reversed(item.listchain()[:-1]):
             with self._lock:
                 self._remaining[node] -= 1
                 state = self._nodes.pop(node, None) if self._remaining[node] == 0 else None
             if state is not None:
-                _run_finalizers(node, state.finalizers, errors)
+                _run_finalizers(node, state.finalizers, errors, self._outcomes)
         _raise(errors)
 
     def _teardown_everything(self) -> None:
         """End of session: whatever is still set up (a run stopped early)."""
         errors: list[BaseException] = []
         for item, finalizers in reversed(list(self._items.items())):
-            _run_finalizers(item, finalizers, errors)
+            _run_finalizers(item, finalizers, errors, self._outcomes)
         self._items.clear()
         with self._lock:
             leftovers = list(self._nodes.items())
             self._nodes.clear()
         for node, state in reversed(leftovers):
-            _run_finalizers(node, state.finalizers, errors)
+            _run_finalizers(node, state.finalizers, errors, self._outcomes)
         _raise(errors)
 
 
-def _run_finalizers(node: Any, finalizers: list, errors: list[BaseException]) -> None:
+def _run_finalizers(
+    node: Any, finalizers: list, errors: list[BaseException], outcomes: tuple[type[BaseException], ...]
+) -> None:
     these: list[BaseException] = []
     while finalizers:
         fin = finalizers.pop()
         try:
             fin()
-        except internals.TEST_OUTCOME as exc:
+        except outcomes as exc:
             these.append(exc)
     if len(these) == 1:
         errors.extend(these)
