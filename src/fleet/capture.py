@@ -143,21 +143,17 @@ class ThreadCapture:
 
     @contextlib.contextmanager
     def item_capture(self, when: str, item: pytest.Item) -> Generator[None, None, None]:
-        if self.live:
-            try:
-                yield
-            finally:
-                self.stdout.flush_partial()
-                self.stderr.flush_partial()
-            return
-        buffers = {"stdout": _buffer(), "stderr": _buffer()}
+        buffers = None if self.live else {"stdout": _buffer(), "stderr": _buffer()}
         _targets.item = buffers
         try:
             yield
         finally:
             _targets.item = None
-            item.add_report_section(when, "stdout", _drain(buffers["stdout"]))
-            item.add_report_section(when, "stderr", _drain(buffers["stderr"]))
+            self.stdout.flush_partial()
+            self.stderr.flush_partial()
+            if buffers is not None:
+                item.add_report_section(when, "stdout", _drain(buffers["stdout"]))
+                item.add_report_section(when, "stderr", _drain(buffers["stderr"]))
 
 
 class CaptureResult(NamedTuple):
