@@ -121,3 +121,18 @@ def test_worker_id_and_testrun_uid(pytester: pytest.Pytester) -> None:
     assert len(lines) == 8
     assert {w for _, w, _ in lines} == {"t0", "t1", "t2", "t3"}
     assert len({uid for _, _, uid in lines}) == 1
+
+
+def test_fleet_command_is_pytest(pytester: pytest.Pytester) -> None:
+    import shutil
+    import sys
+    from pathlib import Path
+
+    pytester.makepyfile("def test_a(): pass\ndef test_b(): assert 0")
+    fleet = shutil.which("fleet", path=str(Path(sys.executable).parent))
+    assert fleet, "the fleet console script is installed beside python"
+    for command in ([fleet], [sys.executable, "-m", "fleet"]):
+        result = pytester.run(*command, "--mt", "1", "-p", "no:cacheprovider", "-k", "test_b")
+        assert result.ret == 1
+        result.stdout.fnmatch_lines(["*1 failed, 1 deselected*"])
+        assert "PytestAssertRewriteWarning" not in result.stdout.str()
