@@ -1,0 +1,68 @@
+"""Other kinds of tests pytest runs: xunit set-up functions, unittest, doctest."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import outcomes, run
+
+
+def test_xunit_and_unittest_set_up_once_like_serial(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_xunit="""
+        import time
+        CALLS = []
+        def setup_module(module):
+            CALLS.append("setup_module")
+        def teardown_module(module):
+            print("TEARDOWN_MODULE", CALLS.count("setup_module"))
+        class TestThing:
+            @classmethod
+            def setup_class(cls):
+                CALLS.append("setup_class")
+            def setup_method(self, method):
+                self.ready = True
+            def test_1(self):
+                time.sleep(0.05)
+                assert self.ready and CALLS.count("setup_class") == 1
+            def test_2(self):
+                time.sleep(0.05)
+                assert self.ready and CALLS.count("setup_class") == 1
+        def test_plain():
+            time.sleep(0.05)
+            assert CALLS.count("setup_module") == 1
+        """,
+        test_unit="""
+        import time, unittest
+        class TestCase(unittest.TestCase):
+            opened = 0
+            @classmethod
+            def setUpClass(cls):
+                cls.opened += 1
+            def test_a(self):
+                time.sleep(0.05)
+                self.assertEqual(self.opened, 1)
+            def test_b(self):
+                time.sleep(0.05)
+                self.assertEqual(self.opened, 1)
+            def test_fails(self):
+                self.assertEqual(1, 2)
+            @unittest.skip("not here")
+            def test_skipped(self):
+                pass
+        """,
+        helpers='''
+        def double(x):
+            """
+            >>> double(2)
+            4
+            >>> double(3)
+            7
+            """
+            return 2 * x
+        ''',
+    )
+    serial = run(pytester, "--doctest-modules")
+    threaded = run(pytester, "--doctest-modules", "--mt", "6", "--group-unit", "function", "-s")
+    assert outcomes(threaded) == outcomes(serial) == {"passed": 5, "failed": 2, "skipped": 1}
+    assert "TEARDOWN_MODULE 1" in threaded.stdout.str()
