@@ -212,3 +212,26 @@ def test_maxfail_stops_handing_out_and_tears_everything_down(pytester, stop) -> 
     events = events_of(pytester)
     assert [e["kind"] for e in events if e.get("fixture") == "login"] == ["setup", "teardown"]
     result.stdout.fnmatch_lines(["*stopping after * failure*"])
+
+
+def test_workers_set_up_different_modules_side_by_side(pytester) -> None:
+    """With --group-unit function, N workers open N modules, not all the first one."""
+    pytester.makeconftest(
+        PROBE
+        + '''
+@pytest.fixture(scope="module")
+def slow_module(request):
+    record(kind="setup-start", scope=request.module.__name__)
+    time.sleep(0.3)
+    record(kind="setup-end", scope=request.module.__name__)
+'''
+    )
+    for m in range(4):
+        pytester.makepyfile(**{f"test_m{m}": "".join(f"def test_{i}(slow_module): pass\n" for i in range(6))})
+    result = run(pytester, "--mt", "4", "--group-unit", "function")
+    assert outcomes(result) == {"passed": 24}
+    events = events_of(pytester)
+    starts = [e["t"] for e in events if e["kind"] == "setup-start"]
+    ends = [e["t"] for e in events if e["kind"] == "setup-end"]
+    assert len(starts) == 4
+    assert max(starts) < min(ends), "module set-ups ran one after another"

@@ -33,6 +33,8 @@ class Plan:
     memberships: list[tuple[Hashable, ...]] = field(default_factory=list)
     exclusive: list[bool] = field(default_factory=list)
     nextitem: list[pytest.Item | None] = field(default_factory=list)
+    # per item: its module's node id (what a worker keeps affinity to)
+    modules: list[str] = field(default_factory=list)
 
     @property
     def runnable_groups(self) -> int:
@@ -70,6 +72,7 @@ def make_plan(items: Sequence[pytest.Item], unit: str) -> Plan:
         keys = group_keys(item, unit)
         plan.memberships.append(keys)
         plan.exclusive.append(is_exclusive(item))
+        plan.modules.append(item.nodeid.split("::", 1)[0])
         for key in keys:
             plan.groups.setdefault(key, []).append(index)
     plan.nextitem = [None] * len(plan.items)

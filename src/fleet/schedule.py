@@ -1,7 +1,15 @@
 """Schedule: hand out the tests of a plan to workers, keeping group order.
 
 A test is *ready* when it is the earliest unfinished test of every group it
-belongs to. Workers take the ready test that comes first in collection order.
+belongs to. Which ready test a worker gets:
+
+1. the next one from the module the worker is already in, so a module's
+   fixtures stay warm on one worker;
+2. else the first one (in collection order) from a module no worker is in, so
+   that N workers open N modules and set up their fixtures side by side,
+   instead of all queueing behind the first module's set-up;
+3. else the first ready test.
+
 Exclusive tests wait until nothing else runs, and while one runs nothing else
 starts; they are taken only when no ordinary test is ready, so they cost as
 little concurrency as possible.
@@ -11,6 +19,8 @@ from __future__ import annotations
 
 import heapq
 import threading
+from collections import Counter
+from typing import Hashable
 
 from fleet.plan import Plan
 
@@ -19,9 +29,11 @@ class Scheduler:
     def __init__(self, plan: Plan) -> None:
         self._plan = plan
         self._heads = {key: 0 for key in plan.groups}
-        self._ready: list[int] = []
+        # module key -> heap of ready, ordinary test indices
+        self._ready: dict[Hashable, list[int]] = {}
         self._ready_exclusive: list[int] = []
         self._queued = [False] * len(plan.items)
+        self._occupied: Counter[Hashable] = Counter()
         self._remaining = len(plan.items)
         self._running = 0
         self._exclusive_running = False
@@ -42,20 +54,41 @@ class Scheduler:
 
     def _push(self, index: int) -> None:
         self._queued[index] = True
-        heap = self._ready_exclusive if self._plan.exclusive[index] else self._ready
-        heapq.heappush(heap, index)
+        if self._plan.exclusive[index]:
+            heapq.heappush(self._ready_exclusive, index)
+        else:
+            heapq.heappush(self._ready.setdefault(self._plan.modules[index], []), index)
+
+    def _pick(self, affinity: Hashable | None) -> int | None:
+        if affinity in self._ready:
+            module = affinity
+        elif not self._ready:
+            return None
+        else:
+            module = min(
+                self._ready, key=lambda m: (self._occupied[m] > 0, self._ready[m][0])
+            )
+        heap = self._ready[module]
+        index = heapq.heappop(heap)
+        if not heap:
+            del self._ready[module]
+        return index
 
     # -- the worker interface -------------------------------------------------
 
-    def next(self) -> int | None:
-        """Block until a test may start and return its index; None when done."""
+    def next(self, affinity: Hashable | None = None) -> int | None:
+        """Block until a test may start and return its index; None when done.
+
+        ``affinity`` is the module of the test this worker ran last.
+        """
         with self._cond:
             while True:
                 if self._stopped or self._remaining == 0:
                     return None
                 if not self._exclusive_running:
-                    if self._ready:
-                        return self._start(heapq.heappop(self._ready))
+                    index = self._pick(affinity)
+                    if index is not None:
+                        return self._start(index)
                     if self._ready_exclusive and self._running == 0:
                         self._exclusive_running = True
                         return self._start(heapq.heappop(self._ready_exclusive))
@@ -63,6 +96,7 @@ class Scheduler:
 
     def _start(self, index: int) -> int:
         self._running += 1
+        self._occupied[self._plan.modules[index]] += 1
         self.peak_running = max(self.peak_running, self._running)
         return index
 
@@ -71,6 +105,7 @@ class Scheduler:
         with self._cond:
             self._running -= 1
             self._remaining -= 1
+            self._occupied[plan.modules[index]] -= 1
             if plan.exclusive[index]:
                 self._exclusive_running = False
             woken = 0

@@ -99,8 +99,10 @@ class ThreadExecutor:
     def _work(self, name: str) -> None:
         current.worker = name
         hook = self.session.config.hook
+        affinity = None
         try:
-            while (index := self.scheduler.next()) is not None:
+            while (index := self.scheduler.next(affinity)) is not None:
+                affinity = self.plan.modules[index]
                 item = self.plan.items[index]
                 current.item_slots = {}
                 current.reports = []
