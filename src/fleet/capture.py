@@ -44,6 +44,8 @@ class _Targets(threading.local):
     fixture: dict[str, io.TextIOWrapper] | None = None
     passthrough = False
     partial: dict[str, str] | None = None
+    # this thread's reusable per-phase buffers (drained at the end of each phase)
+    spare: dict[str, io.TextIOWrapper] | None = None
 
 
 _targets = _Targets()
@@ -143,7 +145,11 @@ class ThreadCapture:
 
     @contextlib.contextmanager
     def item_capture(self, when: str, item: pytest.Item) -> Generator[None, None, None]:
-        buffers = None if self.live else {"stdout": _buffer(), "stderr": _buffer()}
+        buffers = None
+        if not self.live:
+            if _targets.spare is None:
+                _targets.spare = {"stdout": _buffer(), "stderr": _buffer()}
+            buffers = _targets.spare
         _targets.item = buffers
         try:
             yield

@@ -20,6 +20,9 @@ from fleet import internals
 
 class _Handlers(threading.local):
     active: tuple[logging.Handler, ...] = ()
+    # this thread's (caplog, report) handler pair, reset at every phase as
+    # pytest resets its single pair
+    pair: tuple[Any, Any] | None = None
 
 
 _handlers = _Handlers()
@@ -61,13 +64,16 @@ class ThreadLogCapture:
             root.setLevel(self._root_level)
 
     def _runtest_for(self, item: pytest.Item, when: str) -> Generator[None, None, None]:
-        formatter, level = internals.log_settings(self._plugin)
-        caplog_handler = internals.log_capture_handler()
-        report_handler = internals.log_capture_handler()
-        for handler in (caplog_handler, report_handler):
-            handler.setFormatter(formatter)
-            if level is not None:
-                handler.setLevel(level)
+        if _handlers.pair is None:
+            formatter, level = internals.log_settings(self._plugin)
+            _handlers.pair = (internals.log_capture_handler(), internals.log_capture_handler())
+            for handler in _handlers.pair:
+                handler.setFormatter(formatter)
+        caplog_handler, report_handler = _handlers.pair
+        _, level = internals.log_settings(self._plugin)
+        for handler in _handlers.pair:
+            handler.reset()
+            handler.setLevel(level if level is not None else logging.NOTSET)
         internals.publish_caplog_handler(item, when, caplog_handler)
         _handlers.active = (caplog_handler, report_handler)
         try:

@@ -11,6 +11,7 @@ see the same event sequence as in a serial run.
 from __future__ import annotations
 
 import queue
+from collections import deque
 from contextlib import nullcontext
 import threading
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ class ThreadExecutor:
         self.names = worker_names(workers)
         self.scheduler = Scheduler(plan)
         self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # taken from the queue, not yet logged
+        self._pending: deque[Any] = deque()
         self._maxfail = session.config.getoption("maxfail", 0) or 0
         self._failures = 0
         self._failures_lock = threading.Lock()
@@ -66,17 +69,18 @@ class ThreadExecutor:
         raised: BaseException | None = None
         try:
             while alive:
-                event = self._finished.get()
-                if event is _WORKER_EXITED:
-                    alive -= 1
-                    continue
-                if event.raised is not None:
-                    raised = raised or event.raised
-                    self.scheduler.stop()
-                    continue
-                self._log(event)
-                if self.session.shouldfail or self.session.shouldstop:
-                    self.scheduler.stop()
+                self._take_finished()
+                while self._pending:
+                    event = self._pending.popleft()
+                    if event is _WORKER_EXITED:
+                        alive -= 1
+                    elif event.raised is not None:
+                        raised = raised or event.raised
+                        self.scheduler.stop()
+                    else:
+                        self._log(event)
+                        if self.session.shouldfail or self.session.shouldstop:
+                            self.scheduler.stop()
         except KeyboardInterrupt:
             self.scheduler.stop()
             self._drain(alive)
@@ -84,13 +88,22 @@ class ThreadExecutor:
         if raised is not None:
             raise raised
 
+    def _take_finished(self) -> None:
+        """Wait for one finished test, then take all that are waiting."""
+        self._pending.append(self._finished.get())
+        while True:
+            try:
+                self._pending.append(self._finished.get_nowait())
+            except queue.Empty:
+                return
+
     def _drain(self, alive: int) -> None:
         """After Ctrl-C: log the tests still running as they finish.
 
         A second Ctrl-C stops waiting at once.
         """
         while alive:
-            event = self._finished.get()
+            event = self._pending.popleft() if self._pending else self._finished.get()
             if event is _WORKER_EXITED:
                 alive -= 1
             elif event.raised is None:
