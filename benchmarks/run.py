@@ -50,6 +50,9 @@ FLEET_CONFIGS = {
 # Ideal wall time of io at 64-way: ceil(400 / 64) rounds of 50 ms.
 IO_LIMIT_S = 0.31
 RUN_TIMEOUT_S = 300
+# Without this the cache-warming collection run would write no bytecode and
+# every measured run would pay to rewrite and compile the suite again.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 OUTPUT_TAIL_LINES = 30
 
 
@@ -72,6 +75,17 @@ class Config:
         return statistics.median(self.times)
 
 
+def source_state() -> str:
+    """The fleet commit being measured, and whether src/ has uncommitted edits."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    return f"{head}{' + uncommitted src/ edits' if dirty else ''}"
+
+
 def configurations(name: str, xdist: bool) -> list[Config]:
     configs = [Config("serial", "serial", [])]
     if xdist:
@@ -87,6 +101,7 @@ def run_pytest(cwd: Path, args: list[str]) -> tuple[float, int, int, str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", *BASE_ARGS, *args],
             cwd=cwd,
+            env=CHILD_ENV,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -193,7 +208,7 @@ def print_table(name: str, configs: list[Config], collect_s: float) -> None:
     best_xdist = min(xdist) if xdist else None
     extra = {"fixtures": "session/module", "groups": "violations"}.get(name, "")
     print(f"\n== {name}: {workloads.WORKLOADS[name][0]}  (collect-only {collect_s:.2f} s)")
-    print(f"{'configuration':36} {'median s':>8} {'min':>6} {'max':>6} {'x serial':>8} {'x xdist':>8} {'RSS MiB':>7}  {extra:14} result")
+    print(f"{'configuration':36} {'median s':>8} {'min':>6} {'max':>6} {'x serial':>8} {'x xdist':>8} {'RSS MiB':>7}  {extra:14} last run")
     for c in configs:
         vs_xdist = f"{best_xdist / c.median:8.2f}" if best_xdist else f"{'-':>8}"
         if name == "fixtures":
@@ -221,16 +236,18 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
     xdist = importlib.util.find_spec("xdist") is not None
-    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; repeat {repeat}")
+    source = source_state()
+    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; repeat {repeat}; fleet {source}")
     print("x serial / x xdist: speedup over serial / over the best xdist setting (> 1 is faster)")
     if not xdist:
         print("note: pytest-xdist is not installed; skipping the -n configurations")
 
-    report: dict = {"python": platform.python_version(), "cpus": os.cpu_count(), "repeat": repeat, "workloads": {}}
+    report: dict = {"python": platform.python_version(), "cpus": os.cpu_count(), "repeat": repeat, "fleet": source, "workloads": {}}
     all_targets: list[tuple[bool, str]] = []
     for name in names:
         suite = workloads.generate(name)
-        # Also warms the bytecode cache, so no measured run pays for compiling.
+        # The first collection writes the bytecode cache; time the second.
+        run_pytest(suite, ["--collect-only"])
         collect_s, code, _, output = run_pytest(suite, ["--collect-only"])
         if code != 0:
             print(f"\n{name}: collection failed (exit {code}):\n{output}")

@@ -135,14 +135,20 @@ def _spin(loops: int) -> int:
 
 
 def calibrate(seconds: float = 0.25) -> int:
-    """Loop count for ``_spin`` that takes about ``seconds`` on this machine, now."""
+    """Loop count for ``_spin`` that takes about ``seconds`` on this machine, now.
+
+    The median of three timings, so one burst of other load does not skew it.
+    """
     loops = 100_000
     while True:
-        start = time.perf_counter()
-        _spin(loops)
-        took = time.perf_counter() - start
-        if took >= 0.05:
-            return max(1, int(loops * seconds / took))
+        took = []
+        for _ in range(3):
+            start = time.perf_counter()
+            _spin(loops)
+            took.append(time.perf_counter() - start)
+        took.sort()
+        if took[1] >= 0.05:
+            return max(1, int(loops * seconds / took[1]))
         loops *= 4
 
 

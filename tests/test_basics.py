@@ -136,3 +136,15 @@ def test_fleet_command_is_pytest(pytester: pytest.Pytester) -> None:
         assert result.ret == 1
         result.stdout.fnmatch_lines(["*1 failed, 1 deselected*"])
         assert "PytestAssertRewriteWarning" not in result.stdout.str()
+
+
+def test_mt_with_xdist_n_is_refused(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile("def test_a(): pass")
+    result = run(pytester, "--mt", "2", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    lines = [l for l in result.stderr.lines if l.strip()]
+    assert lines == ["ERROR: fleet: --mt and pytest-xdist's -n both parallelise the run; use one of them"]
+    # With xdist installed but not used, fleet runs and its worker_id wins.
+    pytester.makepyfile("def test_a(worker_id): assert worker_id == 't0'")
+    assert run(pytester, "--mt", "2").ret == 0

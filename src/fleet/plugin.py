@@ -81,7 +81,7 @@ def requested_threads(config: pytest.Config) -> int | str | None:
     try:
         count = parse_thread_count(raw)
     except ValueError:
-        if Path(raw).exists():
+        if Path(raw.split("::", 1)[0]).exists():
             # `pytest --mt tests/`: argparse took the path for N.
             _take_back_path(config, raw)
             count = "auto"
@@ -115,6 +115,10 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(problem)
         if config.getoption("usepdb", False):
             raise pytest.UsageError("fleet: --pdb needs one test at a time; run it without --mt")
+        if config.getoption("numprocesses", None) and config.getoption("dist", "no") != "no":
+            raise pytest.UsageError(
+                "fleet: --mt and pytest-xdist's -n both parallelise the run; use one of them"
+            )
         from fleet.capture import CaptureFixtures
         from fleet.run import ThreadRun
 
