@@ -17,7 +17,6 @@ import contextlib
 import importlib
 import inspect
 import os
-import threading
 from typing import Any, Callable
 
 import pytest
@@ -114,19 +113,21 @@ class CurrentTestVariable:
     pytest sets the variable at each phase and pops it after teardown; on
     several threads the second pop raises KeyError. The environment is
     process-wide, so the variable names the test that most recently started
-    a phase.
+    a phase. No lock: each update is one call, and a lock held across
+    ``os.environ``'s Python code makes every thread queue behind it.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._original: Any = None
 
     def _update(self, item: pytest.Item, when: str | None) -> None:
-        with self._lock:
-            if when:
-                os.environ["PYTEST_CURRENT_TEST"] = f"{item.nodeid} ({when})".replace("\x00", "(null)")
-            else:
-                os.environ.pop("PYTEST_CURRENT_TEST", None)
+        if when:
+            os.environ["PYTEST_CURRENT_TEST"] = f"{item.nodeid} ({when})".replace("\x00", "(null)")
+        else:
+            try:  # not pop(): it reads, then deletes, and another thread may delete between
+                del os.environ["PYTEST_CURRENT_TEST"]
+            except KeyError:
+                pass
 
     def install(self) -> None:
         runner = _private("_pytest.runner")

@@ -69,6 +69,9 @@ def is_exclusive(item: pytest.Item) -> bool:
 def make_plan(items: Sequence[pytest.Item], unit: str) -> Plan:
     plan = Plan(items=list(items))
     for index, item in enumerate(plan.items):
+        # Every report needs it, and computing it (a cached_property) from many
+        # threads at once makes them queue on one lock on Python < 3.12.
+        item.location
         keys = group_keys(item, unit)
         plan.memberships.append(keys)
         plan.exclusive.append(is_exclusive(item))
