@@ -235,3 +235,110 @@ def slow_module(request):
     ends = [e["t"] for e in events if e["kind"] == "setup-end"]
     assert len(starts) == 4
     assert max(starts) < min(ends), "module set-ups ran one after another"
+
+
+def test_package_fixture_once_per_package(pytester) -> None:
+    pytester.makeconftest(PROBE)
+    for pkg in ("alpha", "beta"):
+        pytester.mkpydir(pkg)
+        (pytester.path / pkg / "conftest.py").write_text(
+            "import pytest, time\n"
+            "from conftest import record\n"
+            "@pytest.fixture(scope='package')\n"
+            "def per_package(request):\n"
+            "    record(kind='setup', fixture='per_package', scope=__name__)\n"
+            "    time.sleep(0.1)\n"
+            "    yield __name__\n"
+            "    record(kind='teardown', fixture='per_package', scope=__name__)\n"
+        )
+        for m in range(3):
+            (pytester.path / pkg / f"test_{pkg}{m}.py").write_text(
+                "import time\n"
+                + "".join(f"def test_{i}(per_package):\n    time.sleep(0.02)\n" for i in range(3))
+            )
+    result = run(pytester, "--mt", "6", "--group-unit", "function")
+    assert outcomes(result) == {"passed": 18}
+    events = [(e["kind"], e["scope"]) for e in events_of(pytester) if e.get("fixture")]
+    assert sorted(events) == [
+        ("setup", "alpha.conftest"), ("setup", "beta.conftest"),
+        ("teardown", "alpha.conftest"), ("teardown", "beta.conftest"),
+    ]
+
+
+def test_tmp_path_is_unique_per_test_under_threads(pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest, time
+        @pytest.mark.parametrize("n", range(40))
+        def test_tmp(n, tmp_path):
+            assert tmp_path.is_dir() and not any(tmp_path.iterdir())
+            (tmp_path / "mine").write_text(str(n))
+            time.sleep(0.01)
+            assert (tmp_path / "mine").read_text() == str(n)
+        """
+    )
+    assert outcomes(run(pytester, "--mt", "16", "--group-unit", "function")) == {"passed": 40}
+
+
+def test_dynamic_getfixturevalue_of_a_shared_fixture(pytester) -> None:
+    pytester.makeconftest(SHARED)
+    pytester.makepyfile(
+        """
+        import pytest, time
+        @pytest.mark.parametrize("n", range(12))
+        def test_dynamic(n, request):
+            time.sleep(0.01)
+            assert request.getfixturevalue("login") == "token"
+        """
+    )
+    assert outcomes(run(pytester, "--mt", "6", "--group-unit", "function")) == {"passed": 12}
+    kinds = [e["kind"] for e in events_of(pytester) if e.get("fixture") == "login"]
+    assert kinds == ["setup", "teardown"]
+
+
+def test_class_fixture_outside_a_class_is_per_test(pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest, itertools
+        COUNTER = itertools.count()
+        @pytest.fixture(scope="class")
+        def token():
+            return next(COUNTER)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import time
+        SEEN = []
+        def test_a(token): time.sleep(0.05); SEEN.append(token)
+        def test_b(token): time.sleep(0.05); SEEN.append(token)
+        def test_c(token): time.sleep(0.05); SEEN.append(token)
+        def test_d():
+            pass
+        """
+    )
+    serial = run(pytester)
+    threaded = run(pytester, "--mt", "3", "--group-unit", "function")
+    assert outcomes(threaded) == outcomes(serial) == {"passed": 4}
+
+
+def test_module_params_once_each_per_module_under_function_groups(pytester) -> None:
+    pytester.makeconftest(
+        PROBE
+        + '''
+@pytest.fixture(scope="module", params=["x", "y"])
+def flavour(request):
+    record(kind="setup", fixture="flavour", scope=f"{request.module.__name__}:{request.param}")
+    time.sleep(0.05)
+    yield request.param
+    record(kind="teardown", fixture="flavour", scope=f"{request.module.__name__}:{request.param}")
+'''
+    )
+    for m in range(2):
+        pytester.makepyfile(**{f"test_p{m}": "".join(
+            f"def test_{i}(flavour):\n    assert flavour in 'xy'\n" for i in range(4))})
+    result = run(pytester, "--mt", "8", "--group-unit", "function")
+    assert outcomes(result) == {"passed": 16}
+    setups = sorted(e["scope"] for e in events_of(pytester) if e["kind"] == "setup")
+    teardowns = sorted(e["scope"] for e in events_of(pytester) if e["kind"] == "teardown")
+    assert setups == teardowns == ["test_p0:x", "test_p0:y", "test_p1:x", "test_p1:y"]
