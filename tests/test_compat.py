@@ -62,7 +62,12 @@ def test_xunit_and_unittest_set_up_once_like_serial(pytester: pytest.Pytester) -
             return 2 * x
         ''',
     )
-    serial = run(pytester, "--doctest-modules")
-    threaded = run(pytester, "--doctest-modules", "--mt", "6", "--group-unit", "function", "-s")
-    assert outcomes(threaded) == outcomes(serial) == {"passed": 5, "failed": 2, "skipped": 1}
+    serial = run(pytester, "test_xunit.py", "test_unit.py")
+    threaded = run(pytester, "test_xunit.py", "test_unit.py", "--mt", "6", "--group-unit", "function", "-s")
+    assert outcomes(threaded) == outcomes(serial) == {"passed": 5, "failed": 1, "skipped": 1}
     assert "TEARDOWN_MODULE 1" in threaded.stdout.str()
+    # Doctests in their own run: --doctest-modules would import the test
+    # modules a second time, which older pytest handles differently.
+    serial = run(pytester, "--doctest-modules", "helpers.py")
+    threaded = run(pytester, "--doctest-modules", "helpers.py", "--mt", "2")
+    assert outcomes(threaded) == outcomes(serial) == {"failed": 1}
