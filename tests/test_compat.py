@@ -71,3 +71,21 @@ def test_xunit_and_unittest_set_up_once_like_serial(pytester: pytest.Pytester) -
     serial = run(pytester, "--doctest-modules", "helpers.py")
     threaded = run(pytester, "--doctest-modules", "helpers.py", "--mt", "2")
     assert outcomes(threaded) == outcomes(serial) == {"failed": 1}
+
+
+def test_pytest_timeout_works_under_threads(pytester: pytest.Pytester) -> None:
+    """pytest-timeout uses its thread method off the main thread and ends the run."""
+    pytest.importorskip("pytest_timeout")
+    pytester.makepyfile(
+        """
+        import time
+        def test_hangs():
+            time.sleep(30)
+        def test_quick():
+            pass
+        """
+    )
+    result = run(pytester, "--mt", "2", "--group-unit", "function", "--timeout", "1", timeout=60)
+    assert result.ret == 1
+    assert "Timeout" in result.stdout.str() + result.stderr.str()
+    assert "AssertionError" not in result.stderr.str()

@@ -119,6 +119,32 @@ class ThreadRoutedStream:
         return getattr(target if target is not None else self._terminal, name)
 
 
+class CaptureResult(NamedTuple):
+    out: Any
+    err: Any
+
+
+class InertGlobalCapture:
+    """Stands where pytest keeps its global capture while fleet runs threads.
+
+    Output lives per thread, so this holds nothing; it answers what pytest and
+    plugins ask of a global capture (pytest-timeout reads it on a timeout).
+    """
+
+    def start_capturing(self) -> None: ...
+    def stop_capturing(self) -> None: ...
+    def suspend_capturing(self, in_: bool = False) -> None: ...
+    def resume_capturing(self) -> None: ...
+    def pop_outerr_to_orig(self) -> tuple[str, str]:
+        return "", ""
+
+    def is_started(self) -> bool:
+        return False
+
+    def readouterr(self) -> CaptureResult:
+        return CaptureResult("", "")
+
+
 class ThreadCapture:
     """Installs routed streams and per-test capture for the duration of a run."""
 
@@ -133,7 +159,9 @@ class ThreadCapture:
 
     def install(self) -> None:
         if self._capman is not None:
-            self._taken_over.enter_context(internals.capture_taken_over(self._capman, self.item_capture))
+            self._taken_over.enter_context(
+                internals.capture_taken_over(self._capman, self.item_capture, InertGlobalCapture())
+            )
         self._saved["stdout"], self._saved["stderr"] = sys.stdout, sys.stderr
         self.stdout = ThreadRoutedStream("stdout", sys.stdout, self.tee)
         self.stderr = ThreadRoutedStream("stderr", sys.stderr, self.tee)
@@ -160,11 +188,6 @@ class ThreadCapture:
             if buffers is not None:
                 item.add_report_section(when, "stdout", _drain(buffers["stdout"]))
                 item.add_report_section(when, "stderr", _drain(buffers["stderr"]))
-
-
-class CaptureResult(NamedTuple):
-    out: Any
-    err: Any
 
 
 class ThreadCaptureFixture:

@@ -167,13 +167,14 @@ def capture_manager(config: pytest.Config) -> Any:
 
 
 @contextlib.contextmanager
-def capture_taken_over(capman: Any, item_capture: Callable[..., Any]):
+def capture_taken_over(capman: Any, item_capture: Callable[..., Any], global_capture: Any):
     """Route pytest's per-phase capture to ``item_capture`` for a while.
 
     pytest's global capture stays suspended (as it is between tests) and out of
-    reach, so nothing resumes it while fleet routes output itself.
+    reach behind ``global_capture``, so nothing resumes it while fleet routes
+    output itself.
     """
-    saved_global, capman._global_capturing = capman._global_capturing, None
+    saved_global, capman._global_capturing = capman._global_capturing, global_capture
     capman.item_capture = item_capture
     try:
         yield
