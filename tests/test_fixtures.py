@@ -310,9 +310,14 @@ def test_class_fixture_outside_a_class_is_per_test(pytester) -> None:
         """
         import time
         SEEN = []
-        def test_a(token): time.sleep(0.05); SEEN.append(token)
-        def test_b(token): time.sleep(0.05); SEEN.append(token)
-        def test_c(token): time.sleep(0.05); SEEN.append(token)
+        def check(token):
+            # Outside a class, a class fixture is per test: no test sees another's value.
+            assert token not in SEEN
+            SEEN.append(token)
+            time.sleep(0.05)
+        def test_a(token): check(token)
+        def test_b(token): check(token)
+        def test_c(token): check(token)
         def test_d():
             pass
         """
