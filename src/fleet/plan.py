@@ -14,7 +14,7 @@ has to hold a test back to learn what comes after it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Hashable, Sequence
+from typing import Callable, Hashable, Sequence
 
 import pytest
 
@@ -33,8 +33,9 @@ class Plan:
     memberships: list[tuple[Hashable, ...]] = field(default_factory=list)
     exclusive: list[bool] = field(default_factory=list)
     nextitem: list[pytest.Item | None] = field(default_factory=list)
-    # per item: its module's node id (what a worker keeps affinity to)
-    modules: list[str] = field(default_factory=list)
+    # per item: what a worker keeps to (its first group, else its module), so
+    # a group's tests stay on one worker and a module's fixtures stay warm
+    affinity: list[Hashable] = field(default_factory=list)
 
     @property
     def runnable_groups(self) -> int:
@@ -66,16 +67,21 @@ def is_exclusive(item: pytest.Item) -> bool:
     return not PROCESS_WIDE_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
 
 
-def make_plan(items: Sequence[pytest.Item], unit: str) -> Plan:
+def make_plan(
+    items: Sequence[pytest.Item],
+    unit: str,
+    units: Callable[[pytest.Item], tuple[Hashable, ...]] | None = None,
+) -> Plan:
+    """Group ``items`` by marks and ``unit``, or by ``units`` (a division) if given."""
     plan = Plan(items=list(items))
     for index, item in enumerate(plan.items):
         # Every report needs it, and computing it (a cached_property) from many
         # threads at once makes them queue on one lock on Python < 3.12.
         item.location
-        keys = group_keys(item, unit)
+        keys = units(item) if units is not None else group_keys(item, unit)
         plan.memberships.append(keys)
         plan.exclusive.append(is_exclusive(item))
-        plan.modules.append(item.nodeid.split("::", 1)[0])
+        plan.affinity.append(keys[0] if keys else ("module", item.nodeid.split("::", 1)[0]))
         for key in keys:
             plan.groups.setdefault(key, []).append(index)
     plan.nextitem = [None] * len(plan.items)

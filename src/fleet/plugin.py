@@ -14,6 +14,7 @@ import pytest
 
 from fleet import internals
 from fleet.context import current
+from fleet.division import from_options, from_strategy_file
 from fleet.plan import GROUP_UNITS
 
 testrun_uid_key = pytest.StashKey[str]()
@@ -46,6 +47,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="tests of one module/class run one after another; 'function': no "
         "automatic grouping (default: the group_unit ini option, else module).",
+    )
+    group.addoption(
+        "--dist-mark",
+        dest="fleet_dist_mark",
+        nargs="+",
+        metavar="M",
+        help="one unit per mark (also one quoted, space-separated string): its "
+        "tests run in order on one worker; only tests carrying one of the marks run.",
+    )
+    group.addoption(
+        "--dist-file",
+        dest="fleet_dist_file",
+        metavar="DIR",
+        help="one unit per test module under DIR; only those tests run.",
+    )
+    group.addoption(
+        "--dist-suite",
+        dest="fleet_dist_suite",
+        metavar="DIR",
+        help="one unit per sub-directory of DIR (modules directly in DIR: one "
+        "more); only those tests run.",
+    )
+    group.addoption(
+        "--dist-strategy",
+        dest="fleet_dist_strategy",
+        metavar="FILE",
+        help="strategy file naming the marks to divide by (default with --mt: "
+        "conf/dist_strategy.yaml, else conf/aomaker.yaml, when present).",
     )
     parser.addini("group_unit", "fleet: default --group-unit (module, class or function).")
     parser.addini("group-unit", "fleet: alias of group_unit.")
@@ -92,6 +121,16 @@ def requested_threads(config: pytest.Config) -> int | str | None:
     return None if count == 1 else count
 
 
+def _take_back_paths_from_marks(config: pytest.Config) -> None:
+    """`pytest --dist-mark a b tests/`: argparse took the path for a mark."""
+    marks = config.getoption("fleet_dist_mark")
+    if marks:
+        paths = [m for m in marks if Path(m.split("::", 1)[0]).exists()]
+        for path in reversed(paths):
+            _take_back_path(config, path)
+        config.option.fleet_dist_mark = [m for m in marks if m not in paths] or None
+
+
 def _take_back_path(config: pytest.Config, path: str) -> None:
     if config.args_source == pytest.Config.ArgsSource.ARGS:
         config.args.insert(0, path)
@@ -107,6 +146,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[testrun_uid_key] = os.environ.get("FLEET_TESTRUNUID") or uuid.uuid4().hex
     threads = requested_threads(config)
     unit = group_unit(config)
+    _take_back_paths_from_marks(config)
+    division = from_options(config)
+    if division is not None and threads is None:
+        threads = "auto"  # aomaker's rule: one worker per unit
+    elif threads is not None and division is None:
+        division = from_strategy_file(config)
     if threads is not None:
         from fleet.scopes import SharedSetupState
 
@@ -123,7 +168,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from fleet.run import ThreadRun
 
         config.pluginmanager.register(CaptureFixtures(), "fleet-capture-fixtures")
-        config.pluginmanager.register(ThreadRun(config, threads, unit), "fleet-run")
+        config.pluginmanager.register(ThreadRun(config, threads, unit, division), "fleet-run")
     # Registered after pytest-xdist's, so fleet's win while fleet runs threads.
     if threads is not None or not config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(WorkerFixtures(), "fleet-worker-fixtures")

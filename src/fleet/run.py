@@ -15,6 +15,7 @@ import pytest
 from fleet import internals
 from fleet.capture import ThreadCapture
 from fleet.context import current
+from fleet.division import Division
 from fleet.execute.threads import ThreadExecutor
 from fleet.logs import ThreadLogCapture
 from fleet.plan import make_plan
@@ -26,10 +27,13 @@ AUTO_THREADS_CAP = 64
 
 
 class ThreadRun:
-    def __init__(self, config: pytest.Config, threads: int | str, unit: str) -> None:
+    def __init__(
+        self, config: pytest.Config, threads: int | str, unit: str, division: Division | None
+    ) -> None:
         self.config = config
         self.requested = threads
         self.unit = unit
+        self.division = division
         self.executor: ThreadExecutor | None = None
         self._slots: FixtureSlots | None = None
         self._saved_setupstate = None
@@ -40,6 +44,25 @@ class ThreadRun:
         assert isinstance(self.requested, int)
         return max(1, min(self.requested, runnable_groups))
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> Generator[None, None, None]:
+        """Keep only the tests of some unit, after the user's -m/-k narrowed them."""
+        if self.division is not None:
+            self.division.check_selects(items)
+        result = yield
+        if self.division is not None:
+            kept = [item for item in items if self.division.units(item)]
+            dropped = [item for item in items if not self.division.units(item)]
+            if dropped:
+                config.hook.pytest_deselected(items=dropped)
+                items[:] = kept
+        return result
+
+    def pytest_report_collectionfinish(self, items: list[pytest.Item]) -> list[str]:
+        return self.division.describe(items) if self.division is not None else []
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         if session.testsfailed and not session.config.option.continue_on_collection_errors:
@@ -49,7 +72,8 @@ class ThreadRun:
             )
         if session.config.option.collectonly:
             return True
-        plan = make_plan(session.items, self.unit)
+        units = self.division.units if self.division is not None else None
+        plan = make_plan(session.items, self.unit, units)
         self.executor = ThreadExecutor(session, plan, self.worker_count(plan.runnable_groups))
         internals.warm_tmp_path_factory(session.config)
         self._slots = FixtureSlots()

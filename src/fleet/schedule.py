@@ -3,11 +3,11 @@
 A test is *ready* when it is the earliest unfinished test of every group it
 belongs to. Which ready test a worker gets:
 
-1. the next one from the module the worker is already in, so a module's
-   fixtures stay warm on one worker;
-2. else the first one (in collection order) from a module no worker is in, so
-   that N workers open N modules and set up their fixtures side by side,
-   instead of all queueing behind the first module's set-up;
+1. the next one from the group (else module) the worker is already in, so a
+   group runs on one worker and a module's fixtures stay warm;
+2. else the first one (in collection order) from a group or module no worker
+   is in, so that N workers open N modules and set up their fixtures side by
+   side, instead of all queueing behind the first module's set-up;
 3. else the first ready test.
 
 Exclusive tests wait until nothing else runs, and while one runs nothing else
@@ -29,7 +29,7 @@ class Scheduler:
     def __init__(self, plan: Plan) -> None:
         self._plan = plan
         self._heads = {key: 0 for key in plan.groups}
-        # module key -> heap of ready, ordinary test indices
+        # affinity key -> heap of ready, ordinary test indices
         self._ready: dict[Hashable, list[int]] = {}
         self._ready_exclusive: list[int] = []
         self._queued = [False] * len(plan.items)
@@ -57,7 +57,7 @@ class Scheduler:
         if self._plan.exclusive[index]:
             heapq.heappush(self._ready_exclusive, index)
         else:
-            heapq.heappush(self._ready.setdefault(self._plan.modules[index], []), index)
+            heapq.heappush(self._ready.setdefault(self._plan.affinity[index], []), index)
 
     def _pick(self, affinity: Hashable | None) -> int | None:
         if affinity in self._ready:
@@ -79,7 +79,7 @@ class Scheduler:
     def next(self, affinity: Hashable | None = None, finished: int | None = None) -> int | None:
         """Block until a test may start and return its index; None when done.
 
-        ``affinity`` is the module of the test this worker ran last, and
+        ``affinity`` is the affinity key of the test this worker ran last, and
         ``finished`` that test itself if not yet marked done (one lock
         acquisition instead of two per test).
         """
@@ -100,7 +100,7 @@ class Scheduler:
 
     def _start(self, index: int) -> int:
         self._running += 1
-        self._occupied[self._plan.modules[index]] += 1
+        self._occupied[self._plan.affinity[index]] += 1
         self.peak_running = max(self.peak_running, self._running)
         return index
 
@@ -112,7 +112,7 @@ class Scheduler:
         plan = self._plan
         self._running -= 1
         self._remaining -= 1
-        self._occupied[plan.modules[index]] -= 1
+        self._occupied[plan.affinity[index]] -= 1
         if plan.exclusive[index]:
             self._exclusive_running = False
         woken = 0

@@ -127,7 +127,7 @@ class ThreadExecutor:
         affinity = finished = index = None
         try:
             while (index := self.scheduler.next(affinity, finished)) is not None:
-                affinity, finished = self.plan.modules[index], index
+                affinity, finished = self.plan.affinity[index], index
                 item = self.plan.items[index]
                 current.item_slots = {}
                 current.reports = []

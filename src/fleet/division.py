@@ -1,0 +1,178 @@
+"""Division: which tests run, and the unit each belongs to (aomaker's --dist-*).
+
+A *unit* is a group in the plan's sense: its tests run one after another, in
+collection order, and units run side by side. Units come from
+
+* ``--dist-mark M ...``: one unit per mark, holding the tests carrying it;
+* ``--dist-file DIR``: one unit per test module under DIR;
+* ``--dist-suite DIR``: one unit per immediate sub-directory of DIR, plus one
+  for the modules directly in DIR;
+* a strategy file (``conf/dist_strategy.yaml``) naming marks, used with
+  ``--mt`` when no ``--dist-*`` option is given.
+
+Only the tests of some unit run; the user's own ``-m``/``-k`` narrow that
+selection further. A mark or directory that selects no collected test is a
+usage error naming it, never a silent run of other tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Hashable, Sequence
+
+import pytest
+
+STRATEGY_FILES = ("conf/dist_strategy.yaml", "conf/aomaker.yaml")
+
+
+@dataclass(frozen=True)
+class Division:
+    kind: str  # "mark", "file" or "suite"
+    marks: tuple[str, ...] = ()
+    directory: Path | None = None
+    source: str = ""  # how the user asked for it, for messages
+
+    def units(self, item: pytest.Item) -> tuple[Hashable, ...]:
+        """The units ``item`` belongs to; empty: it does not run."""
+        if self.kind == "mark":
+            names = {mark.name for mark in item.iter_markers()}
+            return tuple(("mark", m) for m in self.marks if m in names)
+        path = Path(item.path)
+        assert self.directory is not None
+        try:
+            relative = path.relative_to(self.directory)
+        except ValueError:
+            return ()
+        if self.kind == "file":
+            return (("file", str(relative)),)
+        top = relative.parts[0] if len(relative.parts) > 1 else "."
+        return (("suite", top),)
+
+    def check_selects(self, collected: Sequence[pytest.Item]) -> None:
+        """Refuse a mark or directory that selects none of the collected tests."""
+        if self.kind == "mark":
+            carried = {mark.name for item in collected for mark in item.iter_markers()}
+            for mark in self.marks:
+                if mark not in carried:
+                    raise pytest.UsageError(f"fleet: {self.source} {mark}: no collected test has this mark")
+        elif not any(self.units(item) for item in collected):
+            raise pytest.UsageError(f"fleet: {self.source} {self.directory}: no collected test is under it")
+
+    def describe(self, items: Sequence[pytest.Item]) -> list[str]:
+        counts: dict[Hashable, int] = {}
+        shared: list[tuple[str, list[str]]] = []
+        for item in items:
+            units = self.units(item)
+            for unit in units:
+                counts[unit] = counts.get(unit, 0) + 1
+            if len(units) > 1:
+                shared.append((item.nodeid, [u[1] for u in units]))
+        listed = ", ".join(f"{key[1]} ({n})" for key, n in counts.items())
+        lines = [f"fleet: {len(counts)} units by {self.kind} ({self.source}): {listed}"]
+        lines += [
+            f"fleet: {nodeid} carries marks {', '.join(marks)}: it runs once, in its turn in each"
+            for nodeid, marks in shared
+        ]
+        return lines
+
+
+def split_marks(values: Sequence[str]) -> tuple[str, ...]:
+    """``--dist-mark a b`` and ``--dist-mark "a b"`` mean the same."""
+    return tuple(dict.fromkeys(name for value in values for name in value.split()))
+
+
+def from_options(config: pytest.Config) -> Division | None:
+    marks = config.getoption("fleet_dist_mark")
+    file_dir = config.getoption("fleet_dist_file")
+    suite_dir = config.getoption("fleet_dist_suite")
+    given = [name for name, value in
+             (("--dist-mark", marks), ("--dist-file", file_dir), ("--dist-suite", suite_dir)) if value]
+    if len(given) > 1:
+        raise pytest.UsageError(f"fleet: {' and '.join(given)} each divide the run; use one of them")
+    if marks:
+        return Division("mark", marks=split_marks(marks), source="--dist-mark")
+    for kind, value in (("file", file_dir), ("suite", suite_dir)):
+        if value:
+            directory = (config.invocation_params.dir / value).resolve()
+            if not directory.is_dir():
+                raise pytest.UsageError(f"fleet: --dist-{kind} {value}: no such directory")
+            return Division(kind, directory=directory, source=f"--dist-{kind}")
+    return None
+
+
+def from_strategy_file(config: pytest.Config) -> Division | None:
+    explicit = config.getoption("fleet_dist_strategy")
+    if explicit:
+        path = (config.invocation_params.dir / explicit).resolve()
+        if not path.is_file():
+            raise pytest.UsageError(f"fleet: --dist-strategy {explicit}: no such file")
+    else:
+        found = [config.rootpath / name for name in STRATEGY_FILES if (config.rootpath / name).is_file()]
+        if not found:
+            return None
+        path = found[0]
+    shown = _shown(path, config)
+    return Division("mark", marks=read_strategy(path, shown), source=shown)
+
+
+def _shown(path: Path, config: pytest.Config) -> str:
+    try:
+        return str(path.relative_to(config.rootpath))
+    except ValueError:
+        return str(path)
+
+
+def read_strategy(path: Path, shown: str) -> tuple[str, ...]:
+    """The marks a strategy file's ``target`` yields, in order."""
+    import yaml
+
+    def fail(message: str) -> pytest.UsageError:
+        return pytest.UsageError(f"fleet: {shown}: {message}")
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise fail(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"cannot be read: {exc}") from None
+    if not isinstance(data, dict):
+        raise fail(f"expected a mapping with 'target' and 'marks', not {_kind(data)}")
+    target, marks = data.get("target"), data.get("marks")
+    if isinstance(target, str):
+        target = target.split()
+    if not isinstance(target, list) or not target or not all(isinstance(t, str) for t in target):
+        raise fail(f"'target' must be a list of category or category.strategy names, not {_kind(target)}")
+    if not isinstance(marks, dict):
+        raise fail(f"'marks' must be a mapping of categories, not {_kind(marks)}")
+    known: dict[str, list[str]] = {}
+    for category, body in marks.items():
+        if isinstance(body, list):
+            known[str(category)] = _mark_list(body, f"marks.{category}", fail)
+        elif isinstance(body, dict):
+            every: list[str] = []
+            for strategy, names in body.items():
+                listed = _mark_list(names, f"marks.{category}.{strategy}", fail)
+                known[f"{category}.{strategy}"] = listed
+                every += listed
+            known[str(category)] = every
+        else:
+            raise fail(f"'marks.{category}' must be a list of marks or a mapping of strategies, not {_kind(body)}")
+    chosen: list[str] = []
+    for name in target:
+        if name not in known:
+            raise fail(f"target {name!r} is not in 'marks' (known: {', '.join(known)})")
+        chosen += known[name]
+    return tuple(dict.fromkeys(chosen))
+
+
+def _mark_list(value: Any, key: str, fail: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise fail(f"'{key}' must be a list of mark names, not {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"[:80]
