@@ -229,3 +229,22 @@ def test_dist_strategy_option_and_older_file_name(pytester: pytest.Pytester) -> 
     result = run(pytester, "--mt", "--dist-strategy", "missing.yaml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "fleet: --dist-strategy missing.yaml: no such file" in result.stderr.str()
+
+
+def test_project_hook_defines_units(pytester: pytest.Pytester) -> None:
+    """Seed 003's custom scheduling: one unit per top-level directory."""
+    directories(pytester)
+    (pytester.path / "conftest.py").write_text(RECORDER + '''
+def pytest_fleet_units(config, items):
+    return {i: i.path.relative_to(config.rootpath).parts[0] for i in items}
+''')
+    result = run(pytester, "--mt", "8")
+    assert outcomes(result) == {"passed": 15}
+    workers = by_worker(ran(pytester))
+    assert len(workers) == 2  # two top-level directories: suite, other
+    units = sorted(len(tests) for tests in workers.values())
+    assert units == [3, 12]
+    # An explicit --dist-* option wins over the hook.
+    (pytester.path / "ran.jsonl").unlink()
+    result = run(pytester, "--mt", "8", "--dist-file", "suite")
+    assert len(by_worker(ran(pytester))) == 4

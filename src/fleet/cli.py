@@ -1,9 +1,83 @@
-"""The ``fleet`` command. For now a thin front: ``fleet ARGS`` is ``pytest ARGS``."""
+"""The ``fleet`` command: pytest with fleet loaded, and aomaker's ``arun`` flags.
+
+``fleet [run] [--mt|--multi-thread [N]] [--dist-mark M ...] [--dist-file DIR]
+[--dist-suite DIR] [--env NAME] [pytest arguments ...]``. Every argument fleet
+does not know goes to pytest unchanged, so ``-p no:cacheprovider`` still
+loads and unloads plugins: ``-p`` followed by a whole number is aomaker's
+process count, anything else is pytest's.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
+USAGE = """\
+usage: fleet [run] [fleet options] [pytest options] [file_or_dir ...]
 
-def main() -> int:
-    return pytest.console_main()
+fleet options (aomaker's arun flags):
+  --mt, --multi-thread [N]   run tests on threads (N, or one per unit when left out)
+  --mp, --multi-process      run tests in worker processes
+  -p N                       number of worker processes (a whole number)
+  --dist-mark M [M ...]      one unit per mark (also one quoted string "m1 m2")
+  --dist-file DIR            one unit per test module under DIR
+  --dist-suite DIR           one unit per sub-directory of DIR
+  --env NAME                 environment from conf/config.yaml, for this run only
+
+All other arguments are pytest's; pytest's help follows.
+"""
+
+
+class CommandError(Exception):
+    pass
+
+
+def translate(argv: list[str]) -> list[str]:
+    """aomaker's flags in ``argv`` turned into pytest arguments."""
+    args = list(argv)
+    if args[:1] == ["run"] and not Path("run").exists():
+        args = args[1:]
+    out: list[str] = []
+    processes = False
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        following = args[i + 1] if i + 1 < len(args) else None
+        if arg in ("--mp", "--multi-process") or arg.startswith(("--mp=", "--multi-process=")):
+            processes = True
+        elif arg == "-p" and following is not None and following.isdigit():
+            processes = True
+            i += 1
+        elif arg.startswith("-p") and arg[2:].isdigit():
+            processes = True
+        elif arg == "--env":
+            if following is None or following.startswith("-"):
+                raise CommandError("fleet: --env needs an environment name")
+            out += ["--fleet-env", following]
+            i += 1
+        elif arg.startswith("--env="):
+            out.append("--fleet-env=" + arg.split("=", 1)[1])
+        else:
+            out.append(arg)
+        i += 1
+    if processes:
+        raise CommandError(
+            "fleet: worker processes (--mp, -p N) are not available in this version; use --mt"
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        sys.stdout.write(USAGE + "\n")
+        sys.stdout.flush()
+    try:
+        args = translate(argv)
+    except CommandError as error:
+        sys.stderr.write(f"ERROR: {error}\n")
+        return int(pytest.ExitCode.USAGE_ERROR)
+    sys.argv[1:] = args  # console_main reads them there, and handles a closed pipe
+    return int(pytest.console_main())

@@ -33,6 +33,11 @@ class Division:
     directory: Path | None = None
     source: str = ""  # how the user asked for it, for messages
 
+    @property
+    def explicit(self) -> bool:
+        """Asked for on the command line (not read from a strategy file)."""
+        return self.source.startswith("--dist-")
+
     def units(self, item: pytest.Item) -> tuple[Hashable, ...]:
         """The units ``item`` belongs to; empty: it does not run."""
         if self.kind == "mark":

@@ -1,7 +1,8 @@
 """The pytest plugin: options, marks, fixtures, and the switch into fleet's run.
 
-Without ``--mt`` (or with ``--mt 1``) this module only registers its options,
-marks and the ``worker_id``/``testrun_uid`` fixtures; pytest runs as usual.
+Without ``--mt`` (or with ``--mt 1``) and without a ``--dist-*`` option, this
+module only registers its options, marks, hooks and fixtures (``worker_id``,
+``testrun_uid``, ``fleet_env``); pytest runs as usual.
 """
 
 from __future__ import annotations
@@ -12,12 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet import internals
-from fleet.context import current
+from fleet import environment, internals, worker
 from fleet.division import from_options, from_strategy_file
 from fleet.plan import GROUP_UNITS
-
-testrun_uid_key = pytest.StashKey[str]()
 
 MARKS = (
     "group(*names): run this test in the named groups; tests of one group run one "
@@ -25,6 +23,12 @@ MARKS = (
     "exclusive: run this test while no other test runs in its process.",
     "xdist_group(name): read by fleet as group(name).",
 )
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from fleet import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -75,6 +79,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="FILE",
         help="strategy file naming the marks to divide by (default with --mt: "
         "conf/dist_strategy.yaml, else conf/aomaker.yaml, when present).",
+    )
+    group.addoption(
+        "--fleet-env",
+        dest="fleet_env",
+        metavar="NAME",
+        help="environment section of conf/config.yaml for this run (the file is "
+        "not changed); the fleet command spells it --env.",
     )
     parser.addini("group_unit", "fleet: default --group-unit (module, class or function).")
     parser.addini("group-unit", "fleet: alias of group_unit.")
@@ -143,9 +154,11 @@ def _take_back_path(config: pytest.Config, path: str) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for line in MARKS:
         config.addinivalue_line("markers", line)
-    config.stash[testrun_uid_key] = os.environ.get("FLEET_TESTRUNUID") or uuid.uuid4().hex
+    config.stash[worker.testrun_uid_key] = os.environ.get("FLEET_TESTRUNUID") or uuid.uuid4().hex
     threads = requested_threads(config)
     unit = group_unit(config)
+    if config.getoption("fleet_env"):
+        environment.environment(config)  # an unknown --env: a usage error before anything runs
     _take_back_paths_from_marks(config)
     division = from_options(config)
     if division is not None and threads is None:
@@ -169,21 +182,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
         config.pluginmanager.register(CaptureFixtures(), "fleet-capture-fixtures")
         config.pluginmanager.register(ThreadRun(config, threads, unit, division), "fleet-run")
+    config.pluginmanager.register(environment, "fleet-environment")
     # Registered after pytest-xdist's, so fleet's win while fleet runs threads.
     if threads is not None or not config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(WorkerFixtures(), "fleet-worker-fixtures")
-
-
-class WorkerFixtures:
-    """``worker_id`` and ``testrun_uid`` as pytest-xdist defines them."""
-
-    @pytest.fixture
-    def worker_id(self) -> str:
-        return current.worker or "master"
-
-    @pytest.fixture(scope="session")
-    def testrun_uid(self, request: pytest.FixtureRequest) -> str:
-        return request.config.stash[testrun_uid_key]
+        config.pluginmanager.register(worker, "fleet-worker")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -8,7 +8,7 @@ threads, and puts pytest's own state back once the session has finished.
 
 from __future__ import annotations
 
-from typing import Generator
+from typing import Any, Callable, Generator, Hashable
 
 import pytest
 
@@ -72,8 +72,7 @@ class ThreadRun:
             )
         if session.config.option.collectonly:
             return True
-        units = self.division.units if self.division is not None else None
-        plan = make_plan(session.items, self.unit, units)
+        plan = make_plan(session.items, self.unit, self._units(session))
         self.executor = ThreadExecutor(session, plan, self.worker_count(plan.runnable_groups))
         internals.warm_tmp_path_factory(session.config)
         self._slots = FixtureSlots()
@@ -99,6 +98,15 @@ class ThreadRun:
             raise session.Interrupted(session.shouldstop)
         return True
 
+    def _units(self, session: pytest.Session) -> Callable[[pytest.Item], tuple[Hashable, ...]] | None:
+        """The division's units; else a project's ``pytest_fleet_units``; else None."""
+        if self.division is not None and self.division.explicit:
+            return self.division.units
+        chosen = session.config.hook.pytest_fleet_units(config=session.config, items=session.items)
+        if chosen is not None:
+            return lambda item: _as_units(chosen.get(item))
+        return self.division.units if self.division is not None else None
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None):
         if current.worker is None:
@@ -119,3 +127,11 @@ class ThreadRun:
             if self._saved_setupstate is not None:
                 internals.set_setupstate(session, self._saved_setupstate)
                 self._saved_setupstate = None
+
+
+def _as_units(value: Any) -> tuple[Hashable, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (list, tuple)):
+        return tuple(("hook", v) for v in value)
+    return (("hook", value),)
