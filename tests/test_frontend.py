@@ -91,3 +91,106 @@ def test_help_shows_fleet_options_first(pytester: pytest.Pytester) -> None:
     assert result.stdout.lines[0].startswith("usage: fleet [run]")
     text = result.stdout.str()
     assert text.index("--dist-mark M [M ...]") < text.index("pytest's help follows") < text.index("--fleet-env")
+
+
+HOOKS = """
+from fleet import command, hook
+
+@command("--tag", help="label for this run")
+def tag(value):
+    print(f"TAG={value}")
+
+@hook
+def around():
+    print("HOOK BEFORE")
+    yield
+    print("HOOK AFTER")
+"""
+
+LOGIN = """
+import os
+class Login:
+    def login(self):
+        with open(os.path.join(os.path.dirname(__file__), "logins.txt"), "a") as f:
+            f.write("login\\n")
+        return {"token": "s3cret"}
+    def make_headers(self, response):
+        return {"Authorization": "Bearer " + response["token"]}
+"""
+
+LOGGED_IN_TESTS = """
+import pytest, time
+@pytest.mark.m1
+@pytest.mark.parametrize("n", range(3))
+def test_m1(n, fleet_login, fleet_env):
+    time.sleep(0.05)
+    assert fleet_login == {"Authorization": "Bearer s3cret"}
+    print(f"SEEN {fleet_env.name}")
+@pytest.mark.m2
+@pytest.mark.parametrize("n", range(3))
+def test_m2(n, fleet_login):
+    time.sleep(0.05)
+    assert fleet_login["Authorization"].endswith("s3cret")
+@pytest.mark.m2
+def test_m2_fails():
+    assert False, "a failure the run must report"
+"""
+
+
+def aomaker_project(pytester: pytest.Pytester, run_py: str) -> None:
+    project(pytester)
+    (pytester.path / "hooks.py").write_text(HOOKS)
+    (pytester.path / "login.py").write_text(LOGIN)
+    (pytester.path / "test_env.py").unlink()
+    pytester.makepyfile(test_api=LOGGED_IN_TESTS)
+    (pytester.path / "run.py").write_text(run_py)
+
+
+def check_run(pytester: pytest.Pytester, result: pytest.RunResult, env: str) -> None:
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    assert outcomes(result) == {"passed": 6, "failed": 1}
+    lines = result.stdout.lines
+    before = lines.index("HOOK BEFORE")
+    starts = next(i for i, l in enumerate(lines) if "test session starts" in l)
+    summary = next(i for i, l in enumerate(lines) if "1 failed, 6 passed" in l)
+    assert before < starts < summary < lines.index("HOOK AFTER")
+    assert (pytester.path / "logins.txt").read_text() == "login\n"  # once for the run
+    assert result.stdout.str().count(f"SEEN {env}") == 3
+
+
+def test_main_run_from_run_py(pytester: pytest.Pytester) -> None:
+    aomaker_project(pytester, """
+import sys
+from fleet import main_run
+from login import Login
+sys.exit(main_run(env="test", mt=True, d_mark="m1 m2", pytest_args=["-p", "no:cacheprovider", "-rP"],
+                  login=Login()))
+""")
+    check_run(pytester, pytester.run(sys.executable, "run.py", timeout=120), env="test")
+
+
+def test_older_threads_run_form(pytester: pytest.Pytester) -> None:
+    aomaker_project(pytester, """
+import sys
+from fleet import threads_run
+from login import Login
+sys.exit(threads_run(["-m m1", "-m m2"], login=Login(), pytest_args=["-p", "no:cacheprovider", "-rP"]))
+""")
+    check_run(pytester, pytester.run(sys.executable, "run.py", timeout=120), env="mock")
+
+
+def test_command_runs_hooks_and_custom_options(pytester: pytest.Pytester) -> None:
+    aomaker_project(pytester, "")
+    (pytester.path / "conftest.py").write_text(
+        "def pytest_fleet_login(config):\n    from login import Login\n    return Login()\n")
+    result = fleet(pytester, "--mt", "--dist-mark", "m1", "m2", "--tag", "nightly",
+                   "-p", "no:cacheprovider", "-rP")
+    assert result.stdout.lines[0] == "TAG=nightly"
+    check_run(pytester, result, env="mock")
+
+
+def test_fleet_login_without_a_login_object_is_a_clear_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_a(fleet_login): pass")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert outcomes(result) == {"error": 1}
+    result.stdout.fnmatch_lines(["*fleet: fleet_login needs a login object*"])

@@ -9,4 +9,7 @@ starts, so pytest could not rewrite its asserts anyway (they are invariants,
 not test assertions) and would warn that it cannot.
 """
 
+from fleet.project import command, hook, main_run, processes_run, threads_run
+
+__all__ = ["command", "hook", "main_run", "processes_run", "threads_run"]
 __version__ = "0.1.0"

@@ -9,10 +9,14 @@ process count, anything else is pytest's.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from fleet import project
 
 USAGE = """\
 usage: fleet [run] [fleet options] [pytest options] [file_or_dir ...]
@@ -70,14 +74,27 @@ def translate(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    return run_command(sys.argv[1:] if argv is None else argv)
+
+
+def run_command(argv: list[str], login: Any = None) -> int:
+    """The fleet command: the project's hooks.py around a pytest run."""
+    project.load_hooks(Path.cwd())
     if "-h" in argv or "--help" in argv:
         sys.stdout.write(USAGE + "\n")
         sys.stdout.flush()
     try:
-        args = translate(argv)
-    except CommandError as error:
+        args = translate(project.apply_commands(argv))
+    except (CommandError, pytest.UsageError) as error:
         sys.stderr.write(f"ERROR: {error}\n")
         return int(pytest.ExitCode.USAGE_ERROR)
-    sys.argv[1:] = args  # console_main reads them there, and handles a closed pipe
-    return int(pytest.console_main())
+    plugins = [project.LoginPlugin(login)] if login is not None else []
+    with project.around_run():
+        try:
+            code = pytest.main(args, plugins=plugins)
+            sys.stdout.flush()
+        except BrokenPipeError:  # as pytest's console_main: output piped into `head`
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            code = 1
+    return int(code)

@@ -25,3 +25,12 @@ def pytest_fleet_units(
         def pytest_fleet_units(config, items):
             return {i: i.path.relative_to(config.rootpath).parts[0] for i in items}
     """
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_fleet_login(config: pytest.Config) -> object | None:
+    """Return the run's login object: fleet calls its ``login()`` and then
+    ``make_headers()`` (given the login's result if it takes an argument) once,
+    in the controller, and every test reads the headers through the
+    ``fleet_login`` fixture. ``main_run(login=...)`` answers this hook too.
+    """

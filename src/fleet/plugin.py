@@ -2,7 +2,7 @@
 
 Without ``--mt`` (or with ``--mt 1``) and without a ``--dist-*`` option, this
 module only registers its options, marks, hooks and fixtures (``worker_id``,
-``testrun_uid``, ``fleet_env``); pytest runs as usual.
+``testrun_uid``, ``fleet_env``, ``fleet_login``); pytest runs as usual.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet import environment, internals, worker
+from fleet import environment, internals, project, worker
 from fleet.division import from_options, from_strategy_file
 from fleet.plan import GROUP_UNITS
 
@@ -183,6 +183,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(CaptureFixtures(), "fleet-capture-fixtures")
         config.pluginmanager.register(ThreadRun(config, threads, unit, division), "fleet-run")
     config.pluginmanager.register(environment, "fleet-environment")
+    config.pluginmanager.register(project, "fleet-project")
     # Registered after pytest-xdist's, so fleet's win while fleet runs threads.
     if threads is not None or not config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(worker, "fleet-worker")
