@@ -194,3 +194,14 @@ def test_fleet_login_without_a_login_object_is_a_clear_error(pytester: pytest.Py
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert outcomes(result) == {"error": 1}
     result.stdout.fnmatch_lines(["*fleet: fleet_login needs a login object*"])
+
+
+def test_broken_config_yaml_is_one_line(pytester: pytest.Pytester) -> None:
+    project(pytester)
+    (pytester.path / "conf" / "config.yaml").write_text("env: mock\nmock: [unclosed\n")
+    result = fleet(pytester, "--env", "mock", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [l for l in result.stderr.lines if l.strip()]
+    assert len(errors) == 1 and errors[0].startswith(
+        "ERROR: fleet: conf/config.yaml: not valid YAML at line 3"), errors
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()

@@ -23,6 +23,8 @@ from typing import Any, Hashable, Sequence
 
 import pytest
 
+from fleet.yamlfile import load_yaml
+
 STRATEGY_FILES = ("conf/dist_strategy.yaml", "conf/aomaker.yaml")
 
 
@@ -130,19 +132,11 @@ def _shown(path: Path, config: pytest.Config) -> str:
 
 def read_strategy(path: Path, shown: str) -> tuple[str, ...]:
     """The marks a strategy file's ``target`` yields, in order."""
-    import yaml
 
     def fail(message: str) -> pytest.UsageError:
         return pytest.UsageError(f"fleet: {shown}: {message}")
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise fail(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise fail(f"cannot be read: {exc}") from None
+    data = load_yaml(path, shown)
     if not isinstance(data, dict):
         raise fail(f"expected a mapping with 'target' and 'marks', not {_kind(data)}")
     target, marks = data.get("target"), data.get("marks")

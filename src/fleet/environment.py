@@ -23,6 +23,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from fleet.yamlfile import load_yaml
+
 CONFIG_FILE = "conf/config.yaml"
 
 
@@ -46,19 +48,12 @@ class Environment(Mapping):
 
 def load(config: pytest.Config) -> Environment:
     """The chosen environment; a usage error naming what is wrong otherwise."""
-    import yaml
-
     chosen = config.getoption("fleet_env")
     path = Path(config.rootpath) / CONFIG_FILE
     given = f"--env {chosen}: " if chosen else ""
     if not path.is_file():
         raise pytest.UsageError(f"fleet: {given}{CONFIG_FILE} not found in {config.rootpath}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise pytest.UsageError(f"fleet: {CONFIG_FILE}: not valid YAML{where}") from None
+    data = load_yaml(path, CONFIG_FILE)
     if not isinstance(data, dict):
         raise pytest.UsageError(f"fleet: {CONFIG_FILE}: expected a mapping of environments")
     known = [str(k) for k, v in data.items() if isinstance(v, dict)]
