@@ -149,7 +149,6 @@ class ThreadCapture:
     """Installs routed streams and per-test capture for the duration of a run."""
 
     def __init__(self, config: pytest.Config) -> None:
-        self._config = config
         method = config.getoption("capture", "fd")
         self.live = method == "no"
         self.tee = method == "tee-sys"

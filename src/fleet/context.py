@@ -26,7 +26,3 @@ class _Current(threading.local):
 
 
 current = _Current()
-
-
-def worker_name() -> str | None:
-    return current.worker

@@ -34,7 +34,6 @@ class ThreadRun:
         self.requested = threads
         self.unit = unit
         self.division = division
-        self.executor: ThreadExecutor | None = None
         self._slots: FixtureSlots | None = None
         self._saved_setupstate = None
 
@@ -53,8 +52,9 @@ class ThreadRun:
             self.division.check_selects(items)
         result = yield
         if self.division is not None:
-            kept = [item for item in items if self.division.units(item)]
-            dropped = [item for item in items if not self.division.units(item)]
+            runs = [bool(self.division.units(item)) for item in items]
+            kept = [item for item, run in zip(items, runs) if run]
+            dropped = [item for item, run in zip(items, runs) if not run]
             if dropped:
                 config.hook.pytest_deselected(items=dropped)
                 items[:] = kept
@@ -73,7 +73,7 @@ class ThreadRun:
         if session.config.option.collectonly:
             return True
         plan = make_plan(session.items, self.unit, self._units(session))
-        self.executor = ThreadExecutor(session, plan, self.worker_count(plan.runnable_groups))
+        executor = ThreadExecutor(session, plan, self.worker_count(plan.runnable_groups))
         internals.warm_tmp_path_factory(session.config)
         self._slots = FixtureSlots()
         self._slots.install()
@@ -85,12 +85,14 @@ class ThreadRun:
             ThreadWarnings(),
             internals.CurrentTestVariable(),
         ]
-        for state in per_thread:
-            state.install()
+        installed = []
         try:
-            self.executor.run()
+            for state in per_thread:
+                state.install()
+                installed.append(state)
+            executor.run()
         finally:
-            for state in reversed(per_thread):
+            for state in reversed(installed):
                 state.uninstall()
         if session.shouldfail:
             raise session.Failed(session.shouldfail)

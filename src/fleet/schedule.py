@@ -39,7 +39,6 @@ class Scheduler:
         self._exclusive_running = False
         self._stopped = False
         self._cond = threading.Condition()
-        self.peak_running = 0
         for index in range(len(plan.items)):
             if self._is_ready(index):
                 self._push(index)
@@ -101,7 +100,6 @@ class Scheduler:
     def _start(self, index: int) -> int:
         self._running += 1
         self._occupied[self._plan.affinity[index]] += 1
-        self.peak_running = max(self.peak_running, self._running)
         return index
 
     def done(self, index: int) -> None:
@@ -134,7 +132,3 @@ class Scheduler:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
