@@ -347,3 +347,40 @@ def flavour(request):
     setups = sorted(e["scope"] for e in events_of(pytester) if e["kind"] == "setup")
     teardowns = sorted(e["scope"] for e in events_of(pytester) if e["kind"] == "teardown")
     assert setups == teardowns == ["test_p0:x", "test_p0:y", "test_p1:x", "test_p1:y"]
+
+
+def test_fixtures_using_worker_id_are_per_worker(pytester) -> None:
+    """xdist-style suites: a session fixture built from worker_id, once per worker."""
+    pytester.makeconftest(
+        PROBE
+        + '''
+@pytest.fixture(scope="session")
+def database(worker_id):
+    record(kind="setup", fixture="database", scope=worker_id)
+    yield f"db-{worker_id}"
+    record(kind="teardown", fixture="database", scope=worker_id)
+
+@pytest.fixture(scope="session")
+def schema(database):
+    return database + "/schema"
+'''
+    )
+    pytester.makepyfile(
+        """
+        import pytest, time
+        @pytest.mark.parametrize("n", range(12))
+        def test_db(n, schema, worker_id):
+            time.sleep(0.05)
+            assert schema == f"db-{worker_id}/schema"
+        """
+    )
+    result = run(pytester, "--mt", "3", "--group-unit", "function")
+    assert outcomes(result) == {"passed": 12}
+    events = [(e["kind"], e["scope"]) for e in events_of(pytester) if e.get("fixture")]
+    setups = sorted(w for kind, w in events if kind == "setup")
+    assert setups == ["t0", "t1", "t2"]
+    assert sorted(w for kind, w in events if kind == "teardown") == setups
+    # Serially the same suite sees one worker, "master".
+    (pytester.path / "events.jsonl").unlink()
+    assert outcomes(run(pytester)) == {"passed": 12}
+    assert [e["scope"] for e in events_of(pytester) if e["kind"] == "setup"] == ["master"]

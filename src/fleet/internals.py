@@ -17,7 +17,7 @@ import contextlib
 import importlib
 import inspect
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pytest
 
@@ -33,6 +33,7 @@ TOUCHPOINTS: list[tuple[str, str, str]] = [
     ("_pytest.fixtures", "FixtureDef.execute", "fixture values per scope instance"),
     ("_pytest.fixtures", "FixtureDef.finish", "each scope instance is torn down once"),
     ("_pytest.fixtures", "FixtureDef.cache_key", "fixture instances are keyed as pytest keys them"),
+    ("_pytest.fixtures", "FuncFixtureInfo", "fixtures depending on worker_id are kept per worker"),
     ("_pytest.capture", "CaptureManager.__init__:_global_capturing", "output is captured per thread"),
     ("_pytest.capture", "CaptureManager.item_capture", "output is captured per thread"),
     ("_pytest.logging", "LoggingPlugin._runtest_for", "logs are captured per thread"),
@@ -152,6 +153,12 @@ def warm_tmp_path_factory(config: pytest.Config) -> None:
 # --- fixtures -----------------------------------------------------------------
 
 FIXTUREDEF_SLOT_ATTRIBUTES = ("cached_result", "_finalizers")
+
+
+def fixture_definitions(item: pytest.Item) -> dict[str, Sequence[pytest.FixtureDef]]:
+    """Every fixture name the item can see, with its definitions (overrides last)."""
+    info = getattr(item, "_fixtureinfo", None)
+    return info.name2fixturedefs if info is not None else {}
 
 
 def fixture_storage(fixturedef: pytest.FixtureDef) -> dict[str, Any]:

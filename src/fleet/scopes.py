@@ -220,20 +220,34 @@ class _SlotAttribute:
             setattr(slot, self.name, value)
 
 
-def _instance_key(fixturedef: Any, request: Any) -> tuple[Any, Any, Any]:
-    cache_key = fixturedef.cache_key(request)
-    try:
-        hash(cache_key)
-    except TypeError:
-        cache_key = ("unhashable", id(cache_key))
-    return (fixturedef, request.node, cache_key)
+WORKER_FIXTURE = "worker_id"
+
+
+def _depends_on_worker(names: Any, definitions: dict[str, Any], seen: set[str]) -> bool:
+    for name in names:
+        if name == WORKER_FIXTURE:
+            return True
+        if name in seen:
+            continue
+        seen.add(name)
+        if any(_depends_on_worker(d.argnames, definitions, seen) for d in definitions.get(name, ())):
+            return True
+    return False
 
 
 class FixtureSlots:
-    """Installs per-scope-instance fixture state on ``pytest.FixtureDef``."""
+    """Installs per-scope-instance fixture state on ``pytest.FixtureDef``.
+
+    A fixture that needs ``worker_id`` (itself or through another fixture)
+    cannot be shared by workers: its instances are kept per worker as well.
+    """
 
     def __init__(self) -> None:
-        self._slots: dict[tuple[Any, Any, Any], _Slot] = {}
+        self._slots: dict[tuple[Any, ...], _Slot] = {}
+        self._worker_bound: dict[Any, bool] = {}
+        # request -> key of a worker-bound instance: whichever thread tears it
+        # down, it must find the instance the request's worker set up
+        self._bound_keys: dict[Any, tuple[Any, ...]] = {}
         self._lock = threading.Lock()
         self._originals: dict[str, Any] = {}
 
@@ -244,14 +258,17 @@ class FixtureSlots:
         slots = self
 
         def execute(fixturedef: Any, request: Any) -> Any:
-            slot = slots._get(_instance_key(fixturedef, request))
+            key = slots._instance_key(fixturedef, request)
+            if len(key) == 4:
+                slots._bound_keys[request] = key
+            slot = slots._get(key)
             if current.item_slots is not None:
                 current.item_slots[fixturedef] = slot
             with _pinned(fixturedef, slot), slot.lock:
                 return original_execute(fixturedef, request)
 
         def finish(fixturedef: Any, request: Any) -> None:
-            key = _instance_key(fixturedef, request)
+            key = slots._bound_keys.pop(request, None) or slots._instance_key(fixturedef, request)
             with slots._lock:
                 slot = slots._slots.pop(key, None) or _Slot()
             with _pinned(fixturedef, slot):
@@ -271,7 +288,28 @@ class FixtureSlots:
                 delattr(cls, name)
         self._originals = {}
 
-    def _get(self, key: tuple[Any, Any, Any]) -> _Slot:
+    def _instance_key(self, fixturedef: Any, request: Any) -> tuple[Any, ...]:
+        cache_key = fixturedef.cache_key(request)
+        try:
+            hash(cache_key)
+        except TypeError:
+            cache_key = ("unhashable", id(cache_key))
+        if self._is_worker_bound(fixturedef):
+            return (fixturedef, request.node, cache_key, current.worker)
+        return (fixturedef, request.node, cache_key)
+
+    def _is_worker_bound(self, fixturedef: Any) -> bool:
+        bound = self._worker_bound.get(fixturedef)
+        if bound is None:
+            item = current.item
+            definitions = internals.fixture_definitions(item) if item is not None else {}
+            bound = fixturedef.argname == WORKER_FIXTURE or _depends_on_worker(
+                fixturedef.argnames, definitions, set()
+            )
+            self._worker_bound[fixturedef] = bound
+        return bound
+
+    def _get(self, key: tuple[Any, ...]) -> _Slot:
         slot = self._slots.get(key)
         if slot is None:
             with self._lock:

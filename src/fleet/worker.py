@@ -13,11 +13,12 @@ from fleet.context import current
 testrun_uid_key = pytest.StashKey[str]()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def worker_id() -> str:
     """``t0``, ``t1``, ... on fleet's worker threads; ``master`` otherwise.
 
-    Function-scoped: under threads, the worker is a property of each test.
+    Session-scoped, as in pytest-xdist, so session fixtures may use it; fleet
+    keeps it, and every fixture that depends on it, per worker.
     """
     return current.worker or "master"
 
