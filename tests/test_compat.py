@@ -89,3 +89,26 @@ def test_pytest_timeout_works_under_threads(pytester: pytest.Pytester) -> None:
     assert result.ret == 1
     assert "Timeout" in result.stdout.str() + result.stderr.str()
     assert "AssertionError" not in result.stderr.str()
+
+
+def test_asyncio_tests_sharing_a_loop_never_run_side_by_side(pytester: pytest.Pytester) -> None:
+    """Two threads must not drive one pytest-asyncio event loop at once."""
+    pytest_asyncio = pytest.importorskip("pytest_asyncio")
+    version = tuple(int(p) for p in pytest_asyncio.__version__.split(".")[:2])
+    keyword = "loop_scope" if version >= (0, 24) else "scope"
+    pytester.makeini("[pytest]\nasyncio_mode = strict\n")
+    pytester.makepyfile(
+        f"""
+        import asyncio, pytest
+        @pytest.mark.asyncio({keyword}="module")
+        @pytest.mark.parametrize("n", range(6))
+        async def test_shared_loop(n):
+            await asyncio.sleep(0.05)
+        @pytest.mark.asyncio
+        @pytest.mark.parametrize("n", range(6))
+        async def test_own_loop(n):
+            await asyncio.sleep(0.05)
+        """
+    )
+    result = run(pytester, "--mt", "8", "--group-unit", "function")
+    assert outcomes(result) == {"passed": 12}, result.stdout.str()[-2000:]

@@ -43,6 +43,28 @@ class Plan:
         return len(self.groups) + sum(1 for m in self.memberships if not m)
 
 
+# How wide each scope is, for comparing a shared event loop with the unit.
+_WIDTH = {"function": 0, "class": 1, "module": 2, "package": 3, "session": 4}
+_SCOPE_NODES = {"class": pytest.Class, "module": pytest.Module, "package": pytest.Package}
+
+
+def shared_event_loop(item: pytest.Item) -> tuple[str, str] | None:
+    """pytest-asyncio: (scope, node id) of the event loop the test shares with others.
+
+    One loop runs one coroutine at a time, so tests sharing a loop wider than
+    themselves must not run side by side. (``scope`` is the keyword of
+    pytest-asyncio < 0.24, ``loop_scope`` of later ones.)
+    """
+    mark = item.get_closest_marker("asyncio")
+    if mark is None:
+        return None
+    scope = mark.kwargs.get("loop_scope", mark.kwargs.get("scope"))
+    if scope == "session":
+        return (scope, "")
+    node = item.getparent(_SCOPE_NODES[scope]) if scope in _SCOPE_NODES else None
+    return (scope, node.nodeid) if node is not None else None
+
+
 def group_keys(item: pytest.Item, unit: str) -> tuple[Hashable, ...]:
     mark = item.get_closest_marker("group")
     if mark is not None:
@@ -51,6 +73,9 @@ def group_keys(item: pytest.Item, unit: str) -> tuple[Hashable, ...]:
     if mark is not None:
         name = mark.kwargs.get("name", mark.args[0] if mark.args else None)
         return (("mark", name),) if name is not None else ()
+    loop = shared_event_loop(item)
+    if loop is not None and _WIDTH[loop[0]] > _WIDTH[unit]:
+        return (("event loop", loop[1]),)
     if unit == "function":
         return ()
     node = None
