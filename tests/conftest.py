@@ -71,3 +71,11 @@ def probe(pytester: pytest.Pytester):
         return read_events(pytester.path / "events.jsonl")
 
     return events
+
+
+@pytest.fixture(autouse=True)
+def _only_the_plugins_under_test(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs the tests start load no pytest-asyncio (installed for its own test):
+    newer versions warn on stderr in every project that does not configure it.
+    (After pytester, which clears PYTEST_ADDOPTS when it is set up.)"""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:asyncio")

@@ -91,12 +91,16 @@ def test_pytest_timeout_works_under_threads(pytester: pytest.Pytester) -> None:
     assert "AssertionError" not in result.stderr.str()
 
 
-def test_asyncio_tests_sharing_a_loop_never_run_side_by_side(pytester: pytest.Pytester) -> None:
+def test_asyncio_tests_sharing_a_loop_never_run_side_by_side(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two threads must not drive one pytest-asyncio event loop at once."""
     pytest_asyncio = pytest.importorskip("pytest_asyncio")
+    monkeypatch.delenv("PYTEST_ADDOPTS")
     version = tuple(int(p) for p in pytest_asyncio.__version__.split(".")[:2])
     keyword = "loop_scope" if version >= (0, 24) else "scope"
-    pytester.makeini("[pytest]\nasyncio_mode = strict\n")
+    loop_default = "asyncio_default_fixture_loop_scope = function\n" if version >= (0, 24) else ""
+    pytester.makeini("[pytest]\nasyncio_mode = strict\n" + loop_default)
     pytester.makepyfile(
         f"""
         import asyncio, pytest
