@@ -14,6 +14,7 @@ attribute of a pytest object.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import os
@@ -84,6 +85,7 @@ def check(setupstate_interface: frozenset[str] = frozenset()) -> str | None:
     return None
 
 
+@functools.cache
 def _private(module_name: str) -> Any:
     return importlib.import_module(module_name)
 

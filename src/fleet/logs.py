@@ -38,6 +38,9 @@ class ThreadLogRouter(logging.Handler):
 class ThreadLogCapture:
     def __init__(self, config: pytest.Config) -> None:
         self._plugin = internals.logging_plugin(config)
+        self._formatter, self._level = (
+            internals.log_settings(self._plugin) if self._plugin is not None else (None, None)
+        )
         self._router = ThreadLogRouter()
         self._root_level: int | None = None
 
@@ -47,10 +50,9 @@ class ThreadLogCapture:
             return
         root = logging.getLogger()
         root.addHandler(self._router)
-        _, level = internals.log_settings(plugin)
-        if level is not None:
+        if self._level is not None:
             self._root_level = root.level
-            root.setLevel(min(root.level, level))
+            root.setLevel(min(root.level, self._level))
         internals.override_runtest_for(plugin, self._runtest_for)
 
     def uninstall(self) -> None:
@@ -65,15 +67,13 @@ class ThreadLogCapture:
 
     def _runtest_for(self, item: pytest.Item, when: str) -> Generator[None, None, None]:
         if _handlers.pair is None:
-            formatter, level = internals.log_settings(self._plugin)
             _handlers.pair = (internals.log_capture_handler(), internals.log_capture_handler())
             for handler in _handlers.pair:
-                handler.setFormatter(formatter)
+                handler.setFormatter(self._formatter)
         caplog_handler, report_handler = _handlers.pair
-        _, level = internals.log_settings(self._plugin)
         for handler in _handlers.pair:
             handler.reset()
-            handler.setLevel(level if level is not None else logging.NOTSET)
+            handler.setLevel(self._level if self._level is not None else logging.NOTSET)
         internals.publish_caplog_handler(item, when, caplog_handler)
         _handlers.active = (caplog_handler, report_handler)
         try:

@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Sequence
 import pytest
 
 HOOKS_FILE = "hooks.py"
+HOOKS_MODULE = "fleet_project_hooks"
 
 _commands: list[tuple[tuple[str, ...], dict[str, Any], Callable[[Any], Any]]] = []
 _hooks: list[Callable[[], Any]] = []
@@ -58,9 +59,9 @@ def hook(function: Callable[[], Any]) -> Callable[[], Any]:
 def load_hooks(directory: Path) -> None:
     """Import ``directory/hooks.py`` once, if there is one."""
     path = directory / HOOKS_FILE
-    if not path.is_file() or any(getattr(f, "__module__", "") == "fleet_project_hooks" for f in _hooks):
+    if not path.is_file() or HOOKS_MODULE in sys.modules:
         return
-    spec = importlib.util.spec_from_file_location("fleet_project_hooks", path)
+    spec = importlib.util.spec_from_file_location(HOOKS_MODULE, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

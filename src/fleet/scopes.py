@@ -75,10 +75,10 @@ class SharedSetupState:
         current.item = item
         *ancestors, _ = chain = item.listchain()
         for node in ancestors:
-            with self._lock:
-                state = self._nodes.get(node)
-                if state is None:
-                    state = self._nodes[node] = _NodeState(node)
+            state = self._nodes.get(node)
+            if state is None:
+                with self._lock:
+                    state = self._nodes.setdefault(node, _NodeState(node))
             with state.lock:
                 if state.error is not None:
                     raise state.error[0].with_traceback(state.error[1])
@@ -259,7 +259,7 @@ class FixtureSlots:
 
         def execute(fixturedef: Any, request: Any) -> Any:
             key = slots._instance_key(fixturedef, request)
-            if len(key) == 4:
+            if slots._is_worker_bound(fixturedef):
                 slots._bound_keys[request] = key
             slot = slots._get(key)
             if current.item_slots is not None:

@@ -29,7 +29,7 @@ from fleet.schedule import Scheduler
 class Finished:
     """A test that ran, with its reports, or an exception to re-raise."""
 
-    item: pytest.Item | None
+    item: pytest.Item
     worker: str
     reports: list[pytest.TestReport] = field(default_factory=list)
     raised: BaseException | None = None
@@ -167,7 +167,6 @@ class ThreadExecutor:
 
     def _log_now(self, event: Finished) -> None:
         item = event.item
-        assert item is not None
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         for report in event.reports:
