@@ -237,3 +237,19 @@ class CaptureFixtures:
         fixture = ThreadCaptureFixture(binary=True)
         yield fixture
         fixture.close()
+
+
+@contextlib.contextmanager
+def collect_output() -> Iterator[dict[str, str]]:
+    """What this thread writes meanwhile, outside any test: ``{"stdout": ..., "stderr": ...}``.
+
+    Needs the routed streams of :class:`ThreadCapture` in place.
+    """
+    buffers = {"stdout": _buffer(), "stderr": _buffer()}
+    before, _targets.item = _targets.item, buffers
+    collected: dict[str, str] = {}
+    try:
+        yield collected
+    finally:
+        _targets.item = before
+        collected.update((name, _drain(buffer)) for name, buffer in buffers.items())

@@ -23,6 +23,8 @@ class _Current(threading.local):
     pinned: dict[Any, Any] | None = None
     # reports of the test this worker just ran, handed to the main thread
     reports: list[Any] | None = None
+    # in a worker process: warnings recorded during the current test, for its result
+    warnings: list[Any] | None = None
 
 
 current = _Current()

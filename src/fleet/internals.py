@@ -18,6 +18,7 @@ import functools
 import importlib
 import inspect
 import os
+import types
 from typing import Any, Callable, Sequence
 
 import pytest
@@ -35,6 +36,7 @@ TOUCHPOINTS: list[tuple[str, str, str]] = [
     ("_pytest.fixtures", "FixtureDef.finish", "each scope instance is torn down once"),
     ("_pytest.fixtures", "FixtureDef.cache_key", "fixture instances are keyed as pytest keys them"),
     ("_pytest.fixtures", "FuncFixtureInfo", "fixtures depending on worker_id are kept per worker"),
+    ("_pytest.python", "Function._initrequest", "session fixtures are made once, before the tests"),
     ("_pytest.capture", "CaptureManager.__init__:_global_capturing", "output is captured per thread"),
     ("_pytest.capture", "CaptureManager.item_capture", "output is captured per thread"),
     ("_pytest.logging", "LoggingPlugin._runtest_for", "logs are captured per thread"),
@@ -161,6 +163,34 @@ def fixture_definitions(item: pytest.Item) -> dict[str, Sequence[pytest.FixtureD
     """Every fixture name the item can see, with its definitions (overrides last)."""
     info = getattr(item, "_fixtureinfo", None)
     return info.name2fixturedefs if info is not None else {}
+
+
+def fixture_cache_key(item: pytest.Item, fixturedef: pytest.FixtureDef, argname: str) -> Any:
+    """What ``fixturedef.cache_key`` answers for ``argname`` in ``item``'s request.
+
+    Asked of pytest itself with a stand-in holding only what a request would:
+    the parameter and its index when the item is parametrized over it.
+    """
+    callspec = getattr(item, "callspec", None)
+    request = types.SimpleNamespace(param_index=0)
+    if callspec is not None and argname in callspec.params:
+        request.param = callspec.params[argname]
+        request.param_index = callspec.indices[argname]
+    return fixturedef.cache_key(request)  # type: ignore[arg-type]
+
+
+def make_fixture_value(item: pytest.Item, argname: str) -> Any:
+    """Set up ``argname`` as ``item``'s request would, outside the item's run.
+
+    A fresh request is used and dropped, as ``runtestprotocol`` does, so the
+    item's own run later starts from a clean request.
+    """
+    item._initrequest()
+    try:
+        return item._request.getfixturevalue(argname)
+    finally:
+        item._request = False
+        item.funcargs = None
 
 
 def fixture_storage(fixturedef: pytest.FixtureDef) -> dict[str, Any]:

@@ -7,13 +7,14 @@ module only registers its options, marks, hooks and fixtures (``worker_id``,
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import uuid
 from pathlib import Path
 
 import pytest
 
-from fleet import environment, internals, project, worker
+from fleet import environment, internals, project, timeouts, worker
 from fleet.division import from_options, from_strategy_file
 from fleet.plan import GROUP_UNITS
 
@@ -22,6 +23,7 @@ MARKS = (
     "after another in collection order. group() with no names: in no group.",
     "exclusive: run this test while no other test runs in its process.",
     "xdist_group(name): read by fleet as group(name).",
+    timeouts.MARK,
 )
 
 
@@ -31,7 +33,20 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+# pytest-xdist's --dist modes as fleet group units
+XDIST_DIST = {"load": "function", "loadfile": "module", "loadscope": "class", "loadgroup": "function", "no": None}
+
+
+def _xdist_expected(pluginmanager: pytest.PytestPluginManager) -> bool:
+    """Whether pytest-xdist is (or will be) loaded, so its -n/--dist are its own."""
+    if pluginmanager.has_plugin("xdist") or pluginmanager.has_plugin("xdist.plugin"):
+        return True
+    if pluginmanager.is_blocked("xdist") or os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    return any(ep.name == "xdist" for ep in importlib.metadata.entry_points(group="pytest11"))
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     group = parser.getgroup("fleet", "fleet: run tests in parallel")
     group.addoption(
         "--mt",
@@ -44,6 +59,45 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run tests on N threads in one process after one collection "
         "(N a positive integer or 'auto', the default when N is left out).",
     )
+    group.addoption(
+        "--mp",
+        "--multi-process",
+        dest="fleet_processes",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="N",
+        help="run tests in N worker processes forked after one collection (N a "
+        "positive integer or 'auto' = CPU count, the default when N is left out); "
+        "with --mt M, M threads in each.",
+    )
+    if not _xdist_expected(pluginmanager):
+        # With pytest-xdist these are its options, read by fleet the same way.
+        group.addoption(
+            "--max-worker-restart",
+            dest="maxworkerrestart",
+            default=None,
+            metavar="N",
+            help="replace at most N crashed worker processes (default: 4 per process).",
+        )
+        # pytest-xdist's spellings, so existing commands keep working without it
+        group.addoption(
+            "-n",
+            "--numprocesses",
+            dest="fleet_xdist_numprocesses",
+            default=None,
+            metavar="N",
+            help="as --mp N (pytest-xdist's spelling; 0 runs in this process).",
+        )
+        group.addoption(
+            "--dist",
+            dest="fleet_xdist_dist",
+            choices=tuple(XDIST_DIST),
+            default=None,
+            help="pytest-xdist's --dist, read as a fleet --group-unit: "
+            + ", ".join(f"{k}={v}" for k, v in XDIST_DIST.items() if v),
+        )
+    timeouts.add_options(group, parser)
     group.addoption(
         "--group-unit",
         dest="fleet_group_unit",
@@ -104,6 +158,8 @@ def parse_thread_count(value: str) -> int | str:
 def group_unit(config: pytest.Config) -> str:
     unit = config.getoption("fleet_group_unit")
     if unit is None:
+        unit = XDIST_DIST.get(getattr(config.option, "fleet_xdist_dist", None) or "no")
+    if unit is None:
         unit = config.getini("group_unit") or config.getini("group-unit") or "module"
     unit = str(unit).strip()
     if unit not in GROUP_UNITS:
@@ -113,23 +169,45 @@ def group_unit(config: pytest.Config) -> str:
     return unit
 
 
-def requested_threads(config: pytest.Config) -> int | str | None:
-    """The --mt value, or None when fleet should not parallelise."""
-    raw = config.getoption("fleet_threads")
+def _count_option(config: pytest.Config, dest: str, spelling: str) -> int | str | None:
+    raw = config.getoption(dest)
     if raw is None:
         return None
     try:
-        count = parse_thread_count(raw)
+        return parse_thread_count(raw)
     except ValueError:
         if Path(raw.split("::", 1)[0]).exists():
             # `pytest --mt tests/`: argparse took the path for N.
             _take_back_path(config, raw)
-            count = "auto"
-        else:
-            raise pytest.UsageError(
-                f"fleet: --mt takes a positive integer or 'auto', not {raw!r}"
-            ) from None
+            return "auto"
+        raise pytest.UsageError(
+            f"fleet: {spelling} takes a positive integer or 'auto', not {raw!r}"
+        ) from None
+
+
+def requested_threads(config: pytest.Config) -> int | str | None:
+    """The --mt value, or None when fleet should not run threads."""
+    count = _count_option(config, "fleet_threads", "--mt")
     return None if count == 1 else count
+
+
+def requested_processes(config: pytest.Config) -> int | str | None:
+    """The --mp value (or xdist's -n when xdist is absent), or None: no processes."""
+    count = _count_option(config, "fleet_processes", "--mp")
+    if count is not None:
+        return count
+    raw = getattr(config.option, "fleet_xdist_numprocesses", None)
+    if raw is None:
+        return None
+    raw = "auto" if raw == "logical" else raw
+    if raw == "0":
+        return None
+    try:
+        return parse_thread_count(raw)
+    except ValueError:
+        raise pytest.UsageError(
+            f"fleet: -n takes a positive integer or 'auto', not {raw!r}"
+        ) from None
 
 
 def _take_back_paths_from_marks(config: pytest.Config) -> None:
@@ -156,36 +234,45 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     config.stash[worker.testrun_uid_key] = os.environ.get("FLEET_TESTRUNUID") or uuid.uuid4().hex
     threads = requested_threads(config)
+    processes = requested_processes(config)
     unit = group_unit(config)
     if config.getoption("fleet_env"):
         environment.environment(config)  # an unknown --env: a usage error before anything runs
     _take_back_paths_from_marks(config)
     division = from_options(config)
-    if division is not None and threads is None:
+    parallel = threads is not None or processes is not None
+    if division is not None and not parallel:
         threads = "auto"  # aomaker's rule: one worker per unit
-    elif threads is not None and division is None:
+        parallel = True
+    elif parallel and division is None:
         division = from_strategy_file(config)
-    if threads is not None:
+    config.pluginmanager.register(timeouts.Timeouts(config), "fleet-timeouts")
+    if parallel:
         from fleet.scopes import SharedSetupState
 
+        flag = "--mp" if processes is not None else "--mt"
         problem = internals.check(SharedSetupState.INTERFACE)
         if problem:
-            raise pytest.UsageError(problem)
+            raise pytest.UsageError(problem.replace("without --mt", f"without {flag}"))
         if config.getoption("usepdb", False):
-            raise pytest.UsageError("fleet: --pdb needs one test at a time; run it without --mt")
+            raise pytest.UsageError(f"fleet: --pdb needs one test at a time; run it without {flag}")
         if config.getoption("numprocesses", None) and config.getoption("dist", "no") != "no":
             raise pytest.UsageError(
-                "fleet: --mt and pytest-xdist's -n both parallelise the run; use one of them"
+                f"fleet: {flag} and pytest-xdist's -n both parallelise the run; use one of them"
             )
+        if processes is not None and not hasattr(os, "fork"):
+            raise pytest.UsageError("fleet: --mp needs os.fork (Linux, macOS); use --mt here")
         from fleet.capture import CaptureFixtures
         from fleet.run import ThreadRun
 
         config.pluginmanager.register(CaptureFixtures(), "fleet-capture-fixtures")
-        config.pluginmanager.register(ThreadRun(config, threads, unit, division), "fleet-run")
+        config.pluginmanager.register(
+            ThreadRun(config, threads, unit, division, processes), "fleet-run"
+        )
     config.pluginmanager.register(environment, "fleet-environment")
     config.pluginmanager.register(project, "fleet-project")
-    # Registered after pytest-xdist's, so fleet's win while fleet runs threads.
-    if threads is not None or not config.pluginmanager.hasplugin("xdist"):
+    # Registered after pytest-xdist's, so fleet's win while fleet runs.
+    if parallel or not config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(worker, "fleet-worker")
 
 

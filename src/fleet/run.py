@@ -8,6 +8,7 @@ threads, and puts pytest's own state back once the session has finished.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Generator, Hashable
 
 import pytest
@@ -16,11 +17,13 @@ from fleet import internals
 from fleet.capture import ThreadCapture
 from fleet.context import current
 from fleet.division import Division
+from fleet.execute.processes import ProcessExecutor
 from fleet.execute.threads import ThreadExecutor
 from fleet.logs import ThreadLogCapture
 from fleet.plan import make_plan
 from fleet.scopes import FixtureSlots, SharedSetupState
 from fleet.threadwarnings import ThreadWarnings
+from fleet.worker import testrun_uid_key
 
 # Threads for ``--mt auto``: one per group that can run, up to this many.
 AUTO_THREADS_CAP = 64
@@ -28,20 +31,42 @@ AUTO_THREADS_CAP = 64
 
 class ThreadRun:
     def __init__(
-        self, config: pytest.Config, threads: int | str, unit: str, division: Division | None
+        self,
+        config: pytest.Config,
+        threads: int | str | None,
+        unit: str,
+        division: Division | None,
+        processes: int | str | None = None,
     ) -> None:
         self.config = config
         self.requested = threads
+        self.processes = processes
         self.unit = unit
         self.division = division
         self._slots: FixtureSlots | None = None
         self._saved_setupstate = None
+        self._summary: list[str] = []
 
     def worker_count(self, runnable_groups: int) -> int:
         if self.requested == "auto":
             return max(1, min(runnable_groups, AUTO_THREADS_CAP))
         assert isinstance(self.requested, int)
         return max(1, min(self.requested, runnable_groups))
+
+    def process_layout(self, runnable_groups: int) -> tuple[int, int]:
+        """(processes, threads in each) for ``--mp`` [``--mt``]."""
+        if self.processes == "auto":
+            wanted = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        else:
+            wanted = int(self.processes or 1)
+        processes = max(1, min(wanted, runnable_groups))
+        if self.requested is None:
+            return processes, 1
+        if self.requested == "auto":
+            per_process = -(-runnable_groups // processes)
+            return processes, max(1, min(per_process, AUTO_THREADS_CAP))
+        assert isinstance(self.requested, int)
+        return processes, self.requested
 
     @pytest.hookimpl(wrapper=True)
     def pytest_collection_modifyitems(
@@ -73,8 +98,38 @@ class ThreadRun:
         if session.config.option.collectonly:
             return True
         plan = make_plan(session.items, self.unit, self._units(session))
-        executor = ThreadExecutor(session, plan, self.worker_count(plan.runnable_groups))
         internals.warm_tmp_path_factory(session.config)
+        if self.processes is not None:
+            self._run_processes(session, plan)
+        else:
+            self._run_threads(session, plan)
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        if session.shouldstop:
+            raise session.Interrupted(session.shouldstop)
+        return True
+
+    def _run_processes(self, session: pytest.Session, plan: Any) -> None:
+        processes, threads = self.process_layout(plan.runnable_groups)
+        restarts = max_worker_restart(self.config)
+        self._slots = FixtureSlots()
+        self._slots.install()
+        executor = ProcessExecutor(
+            session,
+            plan,
+            self._slots,
+            processes,
+            threads,
+            4 * processes if restarts is None else restarts,
+            session.config.stash[testrun_uid_key],
+        )
+        try:
+            executor.run()
+        finally:
+            self._summary = executor.summary()
+
+    def _run_threads(self, session: pytest.Session, plan: Any) -> None:
+        executor = ThreadExecutor(session, plan, self.worker_count(plan.runnable_groups))
         self._slots = FixtureSlots()
         self._slots.install()
         self._saved_setupstate = internals.get_setupstate(session)
@@ -94,11 +149,12 @@ class ThreadRun:
         finally:
             for state in reversed(installed):
                 state.uninstall()
-        if session.shouldfail:
-            raise session.Failed(session.shouldfail)
-        if session.shouldstop:
-            raise session.Interrupted(session.shouldstop)
-        return True
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self._summary:
+            terminalreporter.section("fleet", sep="-")
+            for line in self._summary:
+                terminalreporter.line(line)
 
     def _units(self, session: pytest.Session) -> Callable[[pytest.Item], tuple[Hashable, ...]] | None:
         """The division's units; else a project's ``pytest_fleet_units``; else None."""
@@ -129,6 +185,20 @@ class ThreadRun:
             if self._saved_setupstate is not None:
                 internals.set_setupstate(session, self._saved_setupstate)
                 self._saved_setupstate = None
+
+
+def max_worker_restart(config: pytest.Config) -> int | None:
+    """``--max-worker-restart`` (fleet's, or pytest-xdist's when it is loaded)."""
+    raw = getattr(config.option, "maxworkerrestart", None)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise pytest.UsageError(f"fleet: --max-worker-restart takes a whole number, not {raw!r}")
+    return value
 
 
 def _as_units(value: Any) -> tuple[Hashable, ...]:

@@ -12,7 +12,13 @@ belongs to. Which ready test a worker gets:
 
 Exclusive tests wait until nothing else runs, and while one runs nothing else
 starts; they are taken only when no ordinary test is ready, so they cost as
-little concurrency as possible.
+little concurrency as possible. Between processes (``exclusive_within_process``)
+that is the worker process's business, and here they are ordinary tests.
+
+Worker threads call :meth:`Scheduler.next`, which blocks. The process
+controller calls :meth:`Scheduler.take_chain`, which does not: it hands out a
+*chain*, tests that one worker thread runs one after another, so a group's
+order holds inside the worker without a round trip per test.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from fleet.plan import Plan
 
 
 class Scheduler:
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, exclusive_within_process: bool = False) -> None:
         self._plan = plan
+        self._exclusive_global = not exclusive_within_process
         self._heads = {key: 0 for key in plan.groups}
         # affinity key -> heap of ready, ordinary test indices
         self._ready: dict[Hashable, list[int]] = {}
@@ -53,7 +60,7 @@ class Scheduler:
 
     def _push(self, index: int) -> None:
         self._queued[index] = True
-        if self._plan.exclusive[index]:
+        if self._exclusive_global and self._plan.exclusive[index]:
             heapq.heappush(self._ready_exclusive, index)
         else:
             heapq.heappush(self._ready.setdefault(self._plan.affinity[index], []), index)
@@ -111,7 +118,7 @@ class Scheduler:
         self._running -= 1
         self._remaining -= 1
         self._occupied[plan.affinity[index]] -= 1
-        if plan.exclusive[index]:
+        if self._exclusive_global and plan.exclusive[index]:
             self._exclusive_running = False
         woken = 0
         for key in plan.memberships[index]:
@@ -122,7 +129,9 @@ class Scheduler:
                 if not self._queued[head] and self._is_ready(head):
                     self._push(head)
                     woken += 1
-        if self._remaining == 0 or plan.exclusive[index] or self._ready_exclusive:
+        if self._remaining == 0 or self._ready_exclusive or (
+            self._exclusive_global and plan.exclusive[index]
+        ):
             self._cond.notify_all()
         elif woken > taking_one:
             self._cond.notify(woken - taking_one)
@@ -132,3 +141,54 @@ class Scheduler:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
+
+    # -- the process controller's interface (never blocks) --------------------
+
+    @property
+    def remaining(self) -> int:
+        return self._remaining
+
+    def take_chain(self, affinity: Hashable | None, free_tests: int) -> list[int]:
+        """Tests for one worker thread to run in this order; [] if none is ready.
+
+        A group's ready test comes with the rest of its group (up to the first
+        test that also belongs to another group): a group is never split
+        between workers unless one gives tests back. A test in no group comes
+        with up to ``free_tests - 1`` more ready ones of its module.
+        """
+        plan = self._plan
+        with self._cond:
+            if self._stopped or self._remaining == 0:
+                return []
+            index = self._pick(affinity)
+            if index is None:
+                return []
+            chain = [self._start(index)]
+            keys = plan.memberships[index]
+            if len(keys) == 1:
+                members = plan.groups[keys[0]]
+                for following in members[self._heads[keys[0]] + 1 :]:
+                    if plan.memberships[following] != keys or self._queued[following]:
+                        break
+                    self._queued[following] = True
+                    chain.append(self._start(following))
+            elif not keys:
+                key = plan.affinity[index]
+                heap = self._ready.get(key)
+                while heap and len(chain) < free_tests:
+                    chain.append(self._start(heapq.heappop(heap)))
+                if heap is not None and not heap:
+                    del self._ready[key]
+            return chain
+
+    def give_back(self, indices: list[int]) -> None:
+        """Tests handed out but never started: they may go to another worker."""
+        plan = self._plan
+        with self._cond:
+            for index in indices:
+                self._running -= 1
+                self._occupied[plan.affinity[index]] -= 1
+                self._queued[index] = False
+            for index in sorted(indices):
+                if not self._queued[index] and self._is_ready(index):
+                    self._push(index)

@@ -22,10 +22,11 @@ for the first one's set-up instead of running it again.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from collections import Counter
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import pytest
 
@@ -70,6 +71,56 @@ class SharedSetupState:
         self._nodes: dict[Any, _NodeState] = {}
         self._items: dict[pytest.Item, list[Callable[[], object]]] = {}
         self._outcomes = internals.test_outcome_types()
+        # nodes that may still get tests (a worker process learns its tests as they come)
+        self._open: set[Any] = set()
+
+    # A worker process does not know in advance which tests it will run: it
+    # counts each test as it arrives, and keeps a node open (counted once
+    # more) until the controller says the node's last test has been handed out.
+
+    def expect(self, item: pytest.Item, closing: Iterable[int] = ()) -> None:
+        """A test is coming; after it, no test under the nodes at depths ``closing``."""
+        chain = item.listchain()[:-1]
+        with self._lock:
+            for node in chain:
+                if node not in self._open and self._remaining[node] == 0:
+                    self._open.add(node)
+                    self._remaining[node] += 1
+                self._remaining[node] += 1
+            for depth in closing:
+                node = chain[depth]
+                if node in self._open:
+                    self._open.discard(node)
+                    self._remaining[node] -= 1
+
+    def unexpect(self, item: pytest.Item) -> None:
+        """A test given back unstarted; what it leaves set up goes at the end."""
+        with self._lock:
+            for node in item.listchain()[:-1]:
+                self._remaining[node] -= 1
+                if self._remaining[node] == 0 and node not in self._open:
+                    self._open.add(node)  # torn down with everything else, at the end
+                    self._remaining[node] += 1
+
+    @contextlib.contextmanager
+    def active(self, item: pytest.Item) -> Iterator[None]:
+        """Count ``item`` as set up meanwhile, to make fixtures for it outside its run."""
+        self._items[item] = []
+        try:
+            yield
+        finally:
+            self._items.pop(item, None)
+
+    def setup_session(self, session: pytest.Session) -> None:
+        """Set up the session node alone (to make session fixtures before any test)."""
+        with self._lock:
+            state = self._nodes.setdefault(session, _NodeState(session))
+            self._remaining[session] += 1
+            self._open.add(session)
+        with state.lock:
+            if not state.ready:
+                state.ready = True
+                session.setup()
 
     def setup(self, item: pytest.Item) -> None:
         current.item = item
@@ -235,6 +286,14 @@ def _depends_on_worker(names: Any, definitions: dict[str, Any], seen: set[str]) 
     return False
 
 
+def depends_on_worker(fixturedef: Any, item: pytest.Item | None) -> bool:
+    """Whether the fixture needs ``worker_id``, itself or through another fixture."""
+    definitions = internals.fixture_definitions(item) if item is not None else {}
+    return fixturedef.argname == WORKER_FIXTURE or _depends_on_worker(
+        fixturedef.argnames, definitions, set()
+    )
+
+
 class FixtureSlots:
     """Installs per-scope-instance fixture state on ``pytest.FixtureDef``.
 
@@ -250,6 +309,14 @@ class FixtureSlots:
         self._bound_keys: dict[Any, tuple[Any, ...]] = {}
         self._lock = threading.Lock()
         self._originals: dict[str, Any] = {}
+        # session fixtures this process set up itself
+        self.made_here: set[Any] = set()
+
+    def preset(self, fixturedef: Any, node: Any, cache_key: Any, value: Any) -> None:
+        """Give a fixture instance a value made elsewhere, with no teardown here."""
+        slot = self._get(self._key(fixturedef, node, cache_key))
+        slot.cached_result = (value, cache_key, None)
+        slot._finalizers = []
 
     def install(self) -> None:
         cls = pytest.FixtureDef
@@ -265,6 +332,8 @@ class FixtureSlots:
             if current.item_slots is not None:
                 current.item_slots[fixturedef] = slot
             with _pinned(fixturedef, slot), slot.lock:
+                if slot.cached_result is None and fixturedef.scope == "session":
+                    slots.made_here.add(fixturedef)
                 return original_execute(fixturedef, request)
 
         def finish(fixturedef: Any, request: Any) -> None:
@@ -289,23 +358,21 @@ class FixtureSlots:
         self._originals = {}
 
     def _instance_key(self, fixturedef: Any, request: Any) -> tuple[Any, ...]:
-        cache_key = fixturedef.cache_key(request)
+        return self._key(fixturedef, request.node, fixturedef.cache_key(request))
+
+    def _key(self, fixturedef: Any, node: Any, cache_key: Any) -> tuple[Any, ...]:
         try:
             hash(cache_key)
         except TypeError:
             cache_key = ("unhashable", id(cache_key))
         if self._is_worker_bound(fixturedef):
-            return (fixturedef, request.node, cache_key, current.worker)
-        return (fixturedef, request.node, cache_key)
+            return (fixturedef, node, cache_key, current.worker)
+        return (fixturedef, node, cache_key)
 
-    def _is_worker_bound(self, fixturedef: Any) -> bool:
+    def _is_worker_bound(self, fixturedef: Any, item: pytest.Item | None = None) -> bool:
         bound = self._worker_bound.get(fixturedef)
         if bound is None:
-            item = current.item
-            definitions = internals.fixture_definitions(item) if item is not None else {}
-            bound = fixturedef.argname == WORKER_FIXTURE or _depends_on_worker(
-                fixturedef.argnames, definitions, set()
-            )
+            bound = depends_on_worker(fixturedef, item or current.item)
             self._worker_bound[fixturedef] = bound
         return bound
 

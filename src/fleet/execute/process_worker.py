@@ -1,0 +1,316 @@
+"""A worker process: forked from the controller after collection, it runs chains.
+
+The process starts as a copy of the controller right after planning, so it
+has the session, the collected items and the plan without collecting again.
+It puts fleet's per-thread state in place (the same as in threads mode), then
+runs the chains the controller sends on its worker threads and sends each
+test's reports back (see :mod:`fleet.execute.wire`). It never writes
+progress itself; the controller logs every report.
+
+Its threads take the chains in the order they arrive; a thread runs its
+chain's tests one after another. A test marked exclusive waits until no other
+test runs in this process, and holds the others back while it runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections import deque
+from typing import Any, Callable, NoReturn
+
+import pytest
+
+from fleet import internals, sessionfixtures, timeouts
+from fleet.capture import ThreadCapture
+from fleet.context import current
+from fleet.execute import wire
+from fleet.logs import ThreadLogCapture
+from fleet.plan import Plan
+from fleet.scopes import FixtureSlots, SharedSetupState
+from fleet.threadwarnings import ThreadWarnings
+
+PR_SET_PDEATHSIG = 1
+
+
+class _Chain:
+    __slots__ = ("indices", "free")
+
+    def __init__(self, indices: list[int], free: bool) -> None:
+        self.indices = deque(indices)
+        self.free = free  # no test in a group: its tail may go to another worker
+
+
+class _Gate:
+    """Ordinary tests run side by side; an exclusive one runs alone."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._running = 0
+        self._exclusive_waiting = 0
+        self._exclusive_running = False
+
+    def enter(self, exclusive: bool) -> None:
+        with self._cond:
+            if exclusive:
+                self._exclusive_waiting += 1
+                self._cond.wait_for(lambda: self._running == 0 and not self._exclusive_running)
+                self._exclusive_waiting -= 1
+                self._exclusive_running = True
+            else:
+                self._cond.wait_for(
+                    lambda: not self._exclusive_running and not self._exclusive_waiting
+                )
+                self._running += 1
+
+    def leave(self, exclusive: bool) -> None:
+        with self._cond:
+            if exclusive:
+                self._exclusive_running = False
+            else:
+                self._running -= 1
+            self._cond.notify_all()
+
+
+class WorkerProcess:
+    def __init__(
+        self,
+        session: pytest.Session,
+        plan: Plan,
+        slots: FixtureSlots,
+        name: str,
+        threads: int,
+        environment: dict[str, str],
+        conn: Any,
+        make_session_fixtures: bool,
+    ) -> None:
+        self.session = session
+        self.config = session.config
+        self.plan = plan
+        self.slots = slots
+        self.name = name
+        self.thread_names = [f"{name}t{i}" for i in range(threads)] if threads > 1 else [name]
+        self.environment = environment
+        self.conn = conn
+        self.make_session_fixtures = make_session_fixtures
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._queued: deque[_Chain] = deque()
+        self._started: list[_Chain] = []
+        self._stopping = False
+        self._shutdown = False
+        self._send_lock = threading.Lock()
+        self._gate = _Gate() if threads > 1 else None
+        self._index = {id(item): i for i, item in enumerate(plan.items)}
+        self._last_index: int | None = None
+
+    # -- the process ----------------------------------------------------------
+
+    def main(self, controller_pid: int) -> NoReturn:
+        code = 0
+        try:
+            _become_worker(controller_pid, self.environment)
+            self._run()
+        except BaseException:
+            traceback.print_exc()
+            code = 3
+        finally:
+            for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+        os._exit(code)
+
+    def _run(self) -> None:
+        setupstate = SharedSetupState(())
+        internals.set_setupstate(self.session, setupstate)
+        self.setupstate = setupstate
+        capture = ThreadCapture(self.config)
+        for state in (
+            capture,
+            ThreadLogCapture(self.config),
+            ThreadWarnings(),
+            internals.CurrentTestVariable(),
+        ):
+            state.install()  # never uninstalled: the process ends with os._exit
+        self.config.pluginmanager.register(_WarningForwarder(), "fleet-warning-forwarder")
+        timeout_plugin = self.config.pluginmanager.get_plugin("fleet-timeouts")
+        if timeout_plugin is not None:
+            timeout_plugin.watchdog = timeouts.Watchdog(self._timed_out)
+        if self.make_session_fixtures:
+            made = sessionfixtures.make(self.session, self.plan, setupstate, capture.live)
+            self._send(("made", made))
+        runners = [
+            threading.Thread(target=self._runner, args=(name,), name=f"fleet-{name}", daemon=True)
+            for name in self.thread_names
+        ]
+        for runner in runners:
+            runner.start()
+        self._receive_loop()
+        for runner in runners:
+            runner.join()
+        extra = self._final_teardown()
+        rootpath = self.config.rootpath
+        made_here = sorted(
+            {f.argname for f in self.slots.made_here if sessionfixtures.is_project_fixture(f, rootpath)}
+        )
+        self._send(("bye", extra, made_here))
+
+    def _receive_loop(self) -> None:
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                os._exit(1)  # the controller is gone
+            tag = message[0]
+            if tag == "run":
+                self._take_chain(message[1])
+            elif tag == "give back":
+                self._send(("returned", self._give_back(everything=False)))
+            elif tag == "stop":
+                self._send(("returned", self._give_back(everything=True)))
+            elif tag == "shutdown":
+                with self._work:
+                    self._shutdown = True
+                    self._work.notify_all()
+                return
+
+    def _take_chain(self, entries: list[tuple[int, tuple[int, ...]]]) -> None:
+        items = self.plan.items
+        for index, closing in entries:
+            self.setupstate.expect(items[index], closing)
+        indices = [index for index, _ in entries]
+        free = not any(self.plan.memberships[i] for i in indices)
+        with self._work:
+            self._queued.append(_Chain(indices, free))
+            self._work.notify()
+
+    def _give_back(self, everything: bool) -> list[int]:
+        """Tests not yet started: all of them, or about half (never a group's tail)."""
+        with self._work:
+            if everything:
+                self._stopping = True
+            pending = sum(len(c.indices) for c in self._queued) + sum(
+                len(c.indices) for c in self._started if everything or c.free
+            )
+            wanted = pending if everything else pending // 2
+            returned: list[int] = []
+            while self._queued and len(returned) < wanted:
+                returned[:0] = self._queued.pop().indices
+            for chain in self._started:
+                while (everything or chain.free) and chain.indices and len(returned) < wanted:
+                    returned.append(chain.indices.pop())
+        for index in returned:
+            self.setupstate.unexpect(self.plan.items[index])
+        return sorted(returned)
+
+    # -- the worker threads ---------------------------------------------------
+
+    def _runner(self, name: str) -> None:
+        current.worker = name
+        while True:
+            with self._work:
+                self._work.wait_for(lambda: self._queued or self._shutdown)
+                if not self._queued:
+                    return
+                chain = self._queued.popleft()
+                self._started.append(chain)
+            try:
+                while True:
+                    with self._work:
+                        if self._stopping or not chain.indices:
+                            break
+                        index = chain.indices.popleft()
+                    self._send(self._run_test(index, name))
+            finally:
+                with self._work:
+                    self._started.remove(chain)
+
+    def _run_test(self, index: int, name: str) -> tuple[Any, ...]:
+        item = self.plan.items[index]
+        exclusive = self._gate is not None and self.plan.exclusive[index]
+        if self._gate is not None:
+            self._gate.enter(exclusive)
+        current.item_slots = {}
+        current.reports = []
+        current.warnings = []
+        try:
+            self.config.hook.pytest_runtest_protocol(item=item, nextitem=self.plan.nextitem[index])
+        except BaseException as exc:  # pytest.exit(), an internal error
+            returncode = exc.returncode if isinstance(exc, pytest.exit.Exception) else None
+            text = str(exc) if returncode is not None else traceback.format_exc()
+            return ("raised", index, name, returncode, text)
+        finally:
+            current.item_slots = None
+            if self._gate is not None:
+                self._gate.leave(exclusive)
+        self._last_index = index
+        reports = [wire.dump_report(self.config, r) for r in current.reports]
+        warnings, current.warnings, current.reports = current.warnings, None, []
+        return ("result", index, name, reports, warnings)
+
+    def _timed_out(self, ident: int, item: pytest.Item, seconds: float) -> None:
+        index = self._index.get(id(item))
+        if index is not None:
+            self._send(("timeout", index, current.worker or self.name, seconds, timeouts.stack_of(ident)))
+
+    def _final_teardown(self) -> list[tuple[int, list[Any]]]:
+        """Tear down what is still set up here; an error goes on the last test run."""
+        call = pytest.CallInfo.from_call(lambda: self.setupstate.teardown_exact(None), "teardown")
+        if call.excinfo is None or self._last_index is None:
+            return []
+        item = self.plan.items[self._last_index]
+        report = item.ihook.pytest_runtest_makereport(item=item, call=call)
+        return [(self._last_index, [wire.dump_report(self.config, report)])]
+
+    # -- sending --------------------------------------------------------------
+
+    def _send(self, message: Any) -> None:
+        """Send at once: a test's result must be out before the next test starts,
+        which may kill this process."""
+        with self._send_lock:
+            try:
+                self.conn.send([message])
+            except (BrokenPipeError, OSError):
+                os._exit(1)  # the controller is gone
+
+
+class _WarningForwarder:
+    """Keeps the warnings of the test running on this thread, for its result."""
+
+    @pytest.hookimpl
+    def pytest_warning_recorded(self, warning_message: Any, when: str, nodeid: str, location: Any) -> None:
+        if current.warnings is not None:
+            current.warnings.append(wire.dump_warning(warning_message, when, nodeid, location))
+
+
+def _become_worker(controller_pid: int, environment: dict[str, str]) -> None:
+    """Ctrl-C is the controller's to handle; die with the controller."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except Exception:
+            pass
+    if os.getppid() != controller_pid:
+        os._exit(1)
+    os.environ.update(environment)
+
+
+def fork_worker(start: Callable[[], NoReturn]) -> int:
+    """Fork; the child runs ``start`` (which never returns)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    pid = os.fork()
+    if pid == 0:
+        start()
+    return pid

@@ -1,0 +1,94 @@
+"""What travels between a worker process and the controller, and how.
+
+Messages are tuples whose first element names them, pickled over a pipe
+(``multiprocessing.Pipe``). The controller sends one message at a time; a
+worker sends lists of messages, so that tests finishing together cost one
+write.
+
+controller -> worker::
+
+    ("run", [(index, closing), ...])   a chain: run these tests in this order on
+                                       one thread; after each, no more tests come
+                                       under its ancestors at depths ``closing``
+    ("give back",)                     return tests handed out but not started
+    ("stop",)                          start no more tests (return the rest)
+    ("shutdown",)                      tear down, say bye, exit
+
+worker -> controller::
+
+    ("made", [Made, ...])              first worker: the session fixtures it made
+    ("result", index, worker, reports, warnings)
+    ("raised", index, worker, exit_returncode | None, text)
+    ("timeout", index, worker, seconds, stack)
+    ("returned", [index, ...])
+    ("bye", [(index, reports)], [fixture name, ...])
+
+Reports travel as pytest's own serializable form
+(``pytest_report_to_serializable``), as in pytest-xdist, so plugins that add
+report attributes keep them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+
+
+def dump_report(config: pytest.Config, report: pytest.TestReport) -> Any:
+    return config.hook.pytest_report_to_serializable(config=config, report=report)
+
+
+def load_report(config: pytest.Config, data: Any) -> pytest.TestReport:
+    return config.hook.pytest_report_from_serializable(config=config, data=data)
+
+
+def dump_warning(
+    warning_message: warnings.WarningMessage, when: str, nodeid: str, location: Any
+) -> tuple[Any, ...]:
+    category = warning_message.category
+    return (
+        str(warning_message.message),
+        f"{category.__module__}:{category.__qualname__}",
+        warning_message.filename,
+        warning_message.lineno,
+        when,
+        nodeid,
+        location,
+    )
+
+
+def replay_warning(config: pytest.Config, data: tuple[Any, ...]) -> None:
+    """Fire ``pytest_warning_recorded`` in the controller for a worker's warning."""
+    message, category_name, filename, lineno, when, nodeid, location = data
+    category = _category(category_name)
+    warning_message = warnings.WarningMessage(category(message), category, filename, lineno)
+    config.hook.pytest_warning_recorded.call_historic(
+        kwargs=dict(warning_message=warning_message, when=when, nodeid=nodeid, location=location)
+    )
+
+
+def _category(name: str) -> type[Warning]:
+    module_name, _, qualname = name.partition(":")
+    try:
+        obj: Any = __import__(module_name, fromlist=["_"])
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        if isinstance(obj, type) and issubclass(obj, Warning):
+            return obj
+    except Exception:
+        pass
+    return UserWarning
+
+
+def failed_report(item: pytest.Item, text: str, when: str = "call") -> pytest.TestReport:
+    """A report for a test that could not report itself (its worker died)."""
+    return pytest.TestReport(
+        nodeid=item.nodeid,
+        location=item.location,
+        keywords={name: 1 for name in item.keywords},
+        outcome="failed",
+        longrepr=text,
+        when=when,  # type: ignore[arg-type]
+    )

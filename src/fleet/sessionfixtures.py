@@ -1,0 +1,135 @@
+"""Session fixtures made once for a run of several worker processes.
+
+The first worker process sets up, before any test, every session-scoped
+fixture the selected tests use (one instance per parameter) and sends each
+value back pickled. The controller gives those values to the fixtures'
+instances before it starts the other workers, which inherit them: a worker
+that needs the fixture finds it made. Only the first worker holds the real
+instance, so the teardown runs once, there, when that worker is shut down
+last, after every other worker has finished.
+
+A value that cannot be handed over is made again in each worker process
+that needs it: one that cannot be pickled, one whose set-up raised (each
+process then reports the error, as a serial run reports it on every test),
+and one that depends on ``worker_id``. Session fixtures of pytest and of plugins
+(``tmp_path_factory``, ``worker_id``, ...) are always per process.
+"""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from fleet import internals
+from fleet.capture import collect_output
+from fleet.context import current
+from fleet.plan import Plan
+from fleet.scopes import FixtureSlots, SharedSetupState, depends_on_worker
+
+
+
+@dataclass
+class Made:
+    """One session fixture instance made by the first worker."""
+
+    index: int  # the first test that uses it
+    argname: str
+    value: bytes | None  # pickled; None when it is not handed over
+    reason: str = ""  # why not
+    output: dict[str, str] = field(default_factory=dict)
+
+
+def is_project_fixture(fixturedef: Any, rootpath: Path) -> bool:
+    """Defined by the project under test, not by pytest or a plugin."""
+    try:
+        source = Path(inspect.getfile(fixturedef.func)).resolve()
+    except (TypeError, OSError):
+        return False
+    return source.is_relative_to(rootpath) and "site-packages" not in source.parts
+
+
+def wanted(plan: Plan, rootpath: Path) -> Iterator[tuple[int, str, Any]]:
+    """(index of the first test using it, name, definition) per instance to make."""
+    seen: set[tuple[Any, Any]] = set()
+    for index, item in enumerate(plan.items):
+        if not isinstance(item, pytest.Function):
+            continue
+        definitions = internals.fixture_definitions(item)
+        for name in item.fixturenames:
+            chain = definitions.get(name)
+            if not chain:
+                continue
+            fixturedef = chain[-1]
+            if fixturedef.scope != "session" or not is_project_fixture(fixturedef, rootpath):
+                continue
+            if depends_on_worker(fixturedef, item):
+                continue
+            key = (fixturedef, internals.fixture_cache_key(item, fixturedef, name))
+            if key not in seen:
+                seen.add(key)
+                yield index, name, fixturedef
+
+
+def worker_bound(plan: Plan, rootpath: Path) -> dict[str, str]:
+    """Session fixtures the tests use that depend on ``worker_id``: name -> reason."""
+    found: dict[str, str] = {}
+    for item in plan.items:
+        definitions = internals.fixture_definitions(item)
+        for name in getattr(item, "fixturenames", ()):
+            chain = definitions.get(name)
+            if chain and chain[-1].scope == "session" and is_project_fixture(chain[-1], rootpath):
+                if name not in found and depends_on_worker(chain[-1], item):
+                    found[name] = "it depends on worker_id"
+    return found
+
+
+def make(session: pytest.Session, plan: Plan, setupstate: SharedSetupState, live: bool) -> list[Made]:
+    """In the first worker: set the fixtures up and pickle what can be handed over."""
+    setupstate.setup_session(session)
+    made: list[Made] = []
+    for index, name, fixturedef in wanted(plan, session.config.rootpath):
+        item = plan.items[index]
+        current.item, current.item_slots = item, {}
+        value: bytes | None = None
+        reason = ""
+        with collect_output() if not live else _no_output() as output:
+            try:
+                with setupstate.active(item):
+                    result = internals.make_fixture_value(item, name)
+            except BaseException as exc:  # a failing fixture, pytest.skip(), ...
+                if not isinstance(exc, internals.test_outcome_types()):
+                    raise
+                reason = f"its set-up raised {type(exc).__name__}"
+            else:
+                try:
+                    value = pickle.dumps(result)
+                except Exception as exc:
+                    reason = f"its value cannot be pickled ({type(exc).__name__}: {exc})"
+            finally:
+                current.item, current.item_slots = None, None
+        made.append(Made(index, name, value, reason, output))
+    return made
+
+
+class _no_output:
+    def __enter__(self) -> dict[str, str]:
+        return {}
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def hand_over(session: pytest.Session, plan: Plan, slots: FixtureSlots, made: list[Made]) -> None:
+    """In the controller, before the other workers start: give them the values."""
+    for entry in made:
+        if entry.value is None:
+            continue
+        item = plan.items[entry.index]
+        fixturedef = internals.fixture_definitions(item)[entry.argname][-1]
+        cache_key = internals.fixture_cache_key(item, fixturedef, entry.argname)
+        slots.preset(fixturedef, session, cache_key, pickle.loads(entry.value))

@@ -1,0 +1,177 @@
+"""``--test-timeout``: a test running longer fails as timed out.
+
+The limit comes from ``@pytest.mark.test_timeout(seconds)``, else
+``--test-timeout``, else the ini option ``test_timeout``; 0 means none. The
+names differ from pytest-timeout's (``--timeout``, ``timeout``) so both
+plugins can be installed together.
+
+A watchdog thread keeps the deadlines of the tests running in this process.
+What happens at a deadline depends on where the test runs: in a worker
+process the controller is told and kills the process (the only way to stop
+a test stuck anywhere); on a thread of this process, the test's thread gets
+a ``Failed`` exception raised in it, which takes effect the next time that
+thread runs Python code (a test blocked in one long C call fails when the
+call returns).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import heapq
+import sys
+import threading
+import time
+import traceback
+from typing import Callable, Generator
+
+import pytest
+
+MARK = "test_timeout(seconds): fail this test when it runs longer than seconds (0: no limit)."
+
+
+def add_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--test-timeout",
+        dest="fleet_test_timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="fail a test that runs longer than SECONDS; in worker processes its "
+        "worker is killed and replaced (default: ini test_timeout, else none).",
+    )
+    parser.addini("test_timeout", "fleet: default --test-timeout in seconds (0: none).")
+
+
+def default_timeout(config: pytest.Config) -> float:
+    value = config.getoption("fleet_test_timeout")
+    if value is None:
+        raw = str(config.getini("test_timeout") or "0").strip()
+        try:
+            value = float(raw)
+        except ValueError:
+            raise pytest.UsageError(
+                f"fleet: test_timeout = {raw!r} in the ini file is not a number of seconds"
+            ) from None
+    if value < 0:
+        raise pytest.UsageError(f"fleet: --test-timeout must be 0 or more seconds, not {value:g}")
+    return float(value)
+
+
+def timeout_for(item: pytest.Item, default: float) -> float:
+    mark = item.get_closest_marker("test_timeout")
+    if mark is None:
+        return default
+    value = mark.args[0] if mark.args else mark.kwargs.get("seconds", 0)
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def describe(seconds: float) -> str:
+    return f"Timeout: the test ran longer than {seconds:g} s (--test-timeout)"
+
+
+class TestTimedOut(pytest.fail.Exception):  # type: ignore[misc, name-defined]
+    """Raised in a test's thread at its deadline."""
+
+    seconds = 0.0
+
+    def __init__(self, msg: str | None = None, pytrace: bool = False) -> None:
+        super().__init__(msg or describe(self.seconds), pytrace=pytrace)
+
+
+Expired = Callable[[int, pytest.Item, float], None]
+
+
+class Watchdog:
+    """Deadlines of the tests running in this process, one per thread."""
+
+    def __init__(self, on_expired: Expired) -> None:
+        self._on_expired = on_expired
+        self.raises_in_thread = on_expired is fail_in_thread
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, int]] = []  # (deadline, thread ident, serial)
+        self._running: dict[int, tuple[int, pytest.Item, float]] = {}
+        self._serial = 0
+        self._expired: set[int] = set()
+        self._thread: threading.Thread | None = None
+
+    def start(self, item: pytest.Item, seconds: float) -> None:
+        ident = threading.get_ident()
+        with self._cond:
+            self._serial += 1
+            self._running[ident] = (self._serial, item, seconds)
+            heapq.heappush(self._heap, (time.monotonic() + seconds, ident, self._serial))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="fleet-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def stop(self) -> bool:
+        """The test ended; True if its deadline had already passed."""
+        ident = threading.get_ident()
+        with self._cond:
+            self._running.pop(ident, None)
+            if ident in self._expired:
+                self._expired.discard(ident)
+                return True
+            return False
+
+    def _watch(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._running.get(self._heap[0][1], (None,))[0] != self._heap[0][2]:
+                        heapq.heappop(self._heap)  # finished in time
+                    if self._heap and self._heap[0][0] <= time.monotonic():
+                        _, ident, _ = heapq.heappop(self._heap)
+                        _, item, seconds = self._running.pop(ident)
+                        # under the lock: the test's thread cannot be past stop() meanwhile
+                        self._expired.add(ident)
+                        self._on_expired(ident, item, seconds)
+                        continue
+                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+
+
+_MACHINERY = ("/_pytest/", "/pluggy/", "/fleet/", "threading.py")
+
+
+def stack_of(ident: int) -> str:
+    """Where the thread is, without pytest's, pluggy's and fleet's own frames."""
+    frame = sys._current_frames().get(ident)
+    if frame is None:
+        return ""
+    frames = [f for f in traceback.extract_stack(frame) if not any(m in f.filename for m in _MACHINERY)]
+    return "".join(traceback.format_list(frames))
+
+
+def fail_in_thread(ident: int, item: pytest.Item, seconds: float) -> None:
+    """Raise TestTimedOut in the thread running ``item``."""
+    exception = type("TestTimedOut", (TestTimedOut,), {"seconds": seconds})
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exception))
+
+
+def _cancel_pending(ident: int) -> None:
+    """Drop a TestTimedOut not yet raised (the test ended just in time)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
+
+
+class Timeouts:
+    """The plugin: a watchdog around each test's protocol."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.default = default_timeout(config)
+        self.watchdog = Watchdog(fail_in_thread)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        seconds = timeout_for(item, self.default)
+        if not seconds:
+            return (yield)
+        self.watchdog.start(item, seconds)
+        try:
+            return (yield)
+        finally:
+            if self.watchdog.stop() and self.watchdog.raises_in_thread:
+                _cancel_pending(threading.get_ident())
