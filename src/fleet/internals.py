@@ -37,6 +37,7 @@ TOUCHPOINTS: list[tuple[str, str, str]] = [
     ("_pytest.fixtures", "FixtureDef.cache_key", "fixture instances are keyed as pytest keys them"),
     ("_pytest.fixtures", "FuncFixtureInfo", "fixtures depending on worker_id are kept per worker"),
     ("_pytest.python", "Function._initrequest", "session fixtures are made once, before the tests"),
+    ("_pytest.config.argparsing", "OptionGroup._addoption", "pytest-xdist's -n is accepted without it"),
     ("_pytest.capture", "CaptureManager.__init__:_global_capturing", "output is captured per thread"),
     ("_pytest.capture", "CaptureManager.item_capture", "output is captured per thread"),
     ("_pytest.logging", "LoggingPlugin._runtest_for", "logs are captured per thread"),
@@ -196,6 +197,12 @@ def make_fixture_value(item: pytest.Item, argname: str) -> Any:
 def fixture_storage(fixturedef: pytest.FixtureDef) -> dict[str, Any]:
     """The instance dict holding ``cached_result`` and ``_finalizers``."""
     return fixturedef.__dict__
+
+
+def add_short_option(group: Any, *names: str, **attrs: Any) -> None:
+    """Add an option with a lowercase short name (``-n``), which pytest keeps
+    for itself; pytest-xdist adds its ``-n`` the same way."""
+    group._addoption(*names, **attrs)
 
 
 # --- capture ------------------------------------------------------------------

@@ -81,7 +81,8 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
             help="replace at most N crashed worker processes (default: 4 per process).",
         )
         # pytest-xdist's spellings, so existing commands keep working without it
-        group.addoption(
+        internals.add_short_option(
+            group,
             "-n",
             "--numprocesses",
             dest="fleet_xdist_numprocesses",

@@ -10,19 +10,22 @@ What happens at a deadline depends on where the test runs: in a worker
 process the controller is told and kills the process (the only way to stop
 a test stuck anywhere); on a thread of this process, the test's thread gets
 a ``Failed`` exception raised in it, which takes effect the next time that
-thread runs Python code (a test blocked in one long C call fails when the
-call returns).
+thread runs Python code (a test blocked in one long C call, such as a sleep,
+fails when the call returns); on the main thread (a serial run) SIGALRM
+raises it, which also interrupts a blocking call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import heapq
+import signal
 import sys
 import threading
 import time
 import traceback
-from typing import Callable, Generator
+from typing import Any, Callable, Generator, Iterator
 
 import pytest
 
@@ -169,9 +172,28 @@ class Timeouts:
         seconds = timeout_for(item, self.default)
         if not seconds:
             return (yield)
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+            with _alarm(seconds):
+                return (yield)
         self.watchdog.start(item, seconds)
         try:
             return (yield)
         finally:
             if self.watchdog.stop() and self.watchdog.raises_in_thread:
                 _cancel_pending(threading.get_ident())
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    """On the main thread (a serial run) SIGALRM also interrupts a blocking call."""
+
+    def expired(signum: int, frame: Any) -> None:
+        raise type("TestTimedOut", (TestTimedOut,), {"seconds": seconds})()
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
