@@ -41,12 +41,19 @@ import workloads  # noqa: E402
 BASE_ARGS = ["-q", "-p", "no:cacheprovider"]
 XDIST_WORKERS = (2, 4, 8)
 FLEET_CONFIGS = {
-    "io": [["--mt", "64", "--group-unit", "function"], ["--mt", "auto"]],
-    "tiny": [["--mt", "auto"], ["--mt", "4"]],
-    "fixtures": [["--mt", "16", "--group-unit", "function"], ["--mt", "auto"]],
-    "groups": [["--mt", "10"]],
-    "cpu": [["--mt", "auto"]],
+    "io": [
+        ["--mt", "64", "--group-unit", "function"],
+        ["--mt", "auto"],
+        ["--mp", "2", "--mt", "32", "--group-unit", "function"],
+    ],
+    "tiny": [["--mt", "auto"], ["--mt", "4"], ["--mp", "2"]],
+    "fixtures": [["--mt", "16", "--group-unit", "function"], ["--mt", "auto"], ["--mp", "2", "--mt", "8"]],
+    "groups": [["--mt", "10"], ["--mp", "2", "--mt", "5"]],
+    "cpu": [["--mt", "auto"], ["--mp", "2"]],
 }
+# The fixtures workload's floor: the 2 s session fixture, then one module's
+# 0.3 s fixture and its 20 tests of 50 ms, all modules side by side.
+FIXTURES_LIMIT_S = 2.0 + 0.3 + 20 * 0.05
 # Ideal wall time of io at 64-way: ceil(400 / 64) rounds of 50 ms.
 IO_LIMIT_S = 0.31
 RUN_TIMEOUT_S = 300
@@ -185,17 +192,34 @@ def targets(name: str, configs: list[Config], collect_s: float) -> list[tuple[bo
             results.append((ratio >= 4, f"io: fleet --mt 64 function {ratio:.1f}x faster than best xdist ({best_xdist.label}); need >= 4x"))
         limit = 3 * (IO_LIMIT_S + collect_s)
         results.append((fleet.median <= limit, f"io: fleet --mt 64 function {fleet.median:.2f} s; need <= 3 x (0.31 + {collect_s:.2f} collect) = {limit:.2f} s"))
+        processes = find(configs, "fleet --mp 2 --mt 32 --group-unit function")
+        ratio = processes.median / fleet.median
+        results.append((ratio <= 1.1, f"io: fleet --mp 2 --mt 32 function {processes.median:.2f} s = {ratio:.2f}x threads mode; need <= 1.1x"))
     elif name == "tiny":
         fleet = find(configs, "fleet --mt auto")
         ratio = fleet.median / serial.median
         results.append((ratio <= 1.15, f"tiny: fleet --mt auto {ratio:.2f}x serial time; need <= 1.15x"))
+        processes = find(configs, "fleet --mp 2")
+        ratio = processes.median / serial.median
+        results.append((ratio < 1, f"tiny: fleet --mp 2 {ratio:.2f}x serial time; need < 1x"))
     elif name == "fixtures":
         for fleet in (c for c in configs if c.kind == "fleet"):
             ok = set(fleet.session_counts) == {1} and set(fleet.module_counts) == {10}
             results.append((ok, f"fixtures: {fleet.label} session ran {spread(fleet.session_counts)}x, module {spread(fleet.module_counts)}x; need 1 and 10"))
+        processes = find(configs, "fleet --mp 2 --mt 8")
+        limit = 1.3 * (FIXTURES_LIMIT_S + collect_s)
+        results.append((processes.median <= limit, f"fixtures: fleet --mp 2 --mt 8 {processes.median:.2f} s; need <= 1.3 x ({FIXTURES_LIMIT_S:.1f} + {collect_s:.2f} collect) = {limit:.2f} s"))
     elif name == "groups":
-        fleet = find(configs, "fleet --mt 10")
-        results.append((set(fleet.violations) == {0}, f"groups: fleet --mt 10 order violations {spread(fleet.violations)}; need 0"))
+        for fleet in (c for c in configs if c.kind == "fleet"):
+            results.append((set(fleet.violations) == {0}, f"groups: {fleet.label} order violations {spread(fleet.violations)}; need 0"))
+    elif name == "cpu":
+        processes = find(configs, "fleet --mp 2")
+        cpu_s = serial.median - collect_s
+        limit = 1.1 * (cpu_s / 2 + collect_s)
+        results.append((processes.median <= limit, f"cpu: fleet --mp 2 {processes.median:.2f} s; need <= 1.1 x ({cpu_s:.2f} CPU / 2 + {collect_s:.2f} collect) = {limit:.2f} s"))
+        two = find(configs, "xdist -n 2")
+        if two:
+            results.append((processes.median <= two.median, f"cpu: fleet --mp 2 {processes.median:.2f} s vs xdist -n 2 {two.median:.2f} s; need not slower"))
     for config in configs:
         if config.kind == "fleet" and any(config.codes):
             results.append((False, f"{name}: {config.label} exit codes {config.codes}"))

@@ -76,13 +76,13 @@ def test_unknown_environment_lists_the_known_ones(pytester: pytest.Pytester) -> 
         "ERROR: fleet: --env prod is not an environment in conf/config.yaml (known: mock, test)"]
 
 
-@pytest.mark.parametrize("flags", [["--mp"], ["--multi-process"], ["-p", "4"], ["-p4"]])
-def test_processes_are_refused_plainly_until_they_exist(pytester: pytest.Pytester, flags) -> None:
+@pytest.mark.parametrize("flags", [["--mp"], ["--multi-process"], ["-p", "2"], ["-p2"], ["--mp", "-p", "2"]])
+def test_process_flags_run_worker_processes(pytester: pytest.Pytester, flags) -> None:
     project(pytester)
-    result = fleet(pytester, *flags)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert [l for l in result.stderr.lines if l.strip()] == [
-        "ERROR: fleet: worker processes (--mp, -p N) are not available in this version; use --mt"]
+    result = fleet(pytester, *flags, "--dist-mark", "m1 m2", "-p", "no:cacheprovider", "-rP")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    assert outcomes(result) == {"passed": 2, "deselected": 1}
+    result.stdout.fnmatch_lines(["ENV mock http://127.0.0.1:1 alice p?"])
 
 
 def test_help_shows_fleet_options_first(pytester: pytest.Pytester) -> None:
@@ -205,3 +205,30 @@ def test_broken_config_yaml_is_one_line(pytester: pytest.Pytester) -> None:
     assert len(errors) == 1 and errors[0].startswith(
         "ERROR: fleet: conf/config.yaml: not valid YAML at line 3"), errors
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_processes_run_with_login_shared_by_every_process(pytester: pytest.Pytester) -> None:
+    aomaker_project(pytester, """
+import sys
+from fleet import processes_run
+from login import Login
+sys.exit(processes_run(["-m m1", "-m m2"], login=Login(), processes=2,
+                       pytest_args=["-p", "no:cacheprovider", "-rP"]))
+""")
+    check_run(pytester, pytester.run(sys.executable, "run.py", timeout=120), env="mock")
+
+
+def test_hook_ends_after_a_worker_crash(pytester: pytest.Pytester) -> None:
+    aomaker_project(pytester, "")
+    pytester.makepyfile(test_crash="""
+        import os, pytest
+        @pytest.mark.m1
+        def test_dies(): os._exit(7)
+    """)
+    (pytester.path / "conftest.py").write_text(
+        "def pytest_fleet_login(config):\n    from login import Login\n    return Login()\n")
+    result = fleet(pytester, "--mp", "-p", "2", "--dist-mark", "m1 m2", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert outcomes(result) == {"passed": 6, "failed": 2}
+    result.stdout.fnmatch_lines(["worker p? crashed: exit code 7 while running test_crash.py::test_dies"])
+    assert result.stdout.lines[-1] == "HOOK AFTER"

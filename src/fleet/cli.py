@@ -1,7 +1,8 @@
 """The ``fleet`` command: pytest with fleet loaded, and aomaker's ``arun`` flags.
 
-``fleet [run] [--mt|--multi-thread [N]] [--dist-mark M ...] [--dist-file DIR]
-[--dist-suite DIR] [--env NAME] [pytest arguments ...]``. Every argument fleet
+``fleet [run] [--mt|--multi-thread [N]] [--mp|--multi-process [N]] [-p N]
+[--dist-mark M ...] [--dist-file DIR] [--dist-suite DIR] [--env NAME]
+[pytest arguments ...]``. Every argument fleet
 does not know goes to pytest unchanged, so ``-p no:cacheprovider`` still
 loads and unloads plugins: ``-p`` followed by a whole number is aomaker's
 process count, anything else is pytest's.
@@ -23,8 +24,9 @@ usage: fleet [run] [fleet options] [pytest options] [file_or_dir ...]
 
 fleet options (aomaker's arun flags):
   --mt, --multi-thread [N]   run tests on threads (N, or one per unit when left out)
-  --mp, --multi-process      run tests in worker processes
+  --mp, --multi-process [N]  run tests in worker processes (N, or one per CPU)
   -p N                       number of worker processes (a whole number)
+  --mt with --mp             threads in each worker process
   --dist-mark M [M ...]      one unit per mark (also one quoted string "m1 m2")
   --dist-file DIR            one unit per test module under DIR
   --dist-suite DIR           one unit per sub-directory of DIR
@@ -44,18 +46,24 @@ def translate(argv: list[str]) -> list[str]:
     if args[:1] == ["run"] and not Path("run").exists():
         args = args[1:]
     out: list[str] = []
-    processes = False
+    processes: str | None = None  # "auto" or a count
     i = 0
     while i < len(args):
         arg = args[i]
         following = args[i + 1] if i + 1 < len(args) else None
-        if arg in ("--mp", "--multi-process") or arg.startswith(("--mp=", "--multi-process=")):
-            processes = True
+        if arg in ("--mp", "--multi-process"):
+            if following is not None and following.isdigit():
+                processes = following
+                i += 1
+            else:
+                processes = processes or "auto"
+        elif arg.startswith(("--mp=", "--multi-process=")):
+            processes = arg.split("=", 1)[1]
         elif arg == "-p" and following is not None and following.isdigit():
-            processes = True
+            processes = following
             i += 1
         elif arg.startswith("-p") and arg[2:].isdigit():
-            processes = True
+            processes = arg[2:]
         elif arg == "--env":
             if following is None or following.startswith("-"):
                 raise CommandError("fleet: --env needs an environment name")
@@ -66,10 +74,8 @@ def translate(argv: list[str]) -> list[str]:
         else:
             out.append(arg)
         i += 1
-    if processes:
-        raise CommandError(
-            "fleet: worker processes (--mp, -p N) are not available in this version; use --mt"
-        )
+    if processes is not None:
+        out.insert(0, f"--mp={processes}")
     return out
 
 

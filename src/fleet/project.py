@@ -138,6 +138,18 @@ def login_headers(config: pytest.Config) -> Any:
         return config.stash[login_key]
 
 
+def log_in_before_forking(config: pytest.Config, items: Sequence[pytest.Item]) -> None:
+    """Worker processes inherit the controller's login: log in here, once, first.
+
+    A failure is left to the tests that use ``fleet_login``, which report it.
+    """
+    if any("fleet_login" in getattr(item, "fixturenames", ()) for item in items):
+        try:
+            login_headers(config)
+        except Exception:
+            pass
+
+
 @pytest.fixture(scope="session")
 def fleet_login(request: pytest.FixtureRequest) -> Any:
     """The headers of the run's one login."""

@@ -13,7 +13,7 @@ from typing import Any, Callable, Generator, Hashable
 
 import pytest
 
-from fleet import internals
+from fleet import internals, project
 from fleet.capture import ThreadCapture
 from fleet.context import current
 from fleet.division import Division
@@ -112,6 +112,7 @@ class ThreadRun:
     def _run_processes(self, session: pytest.Session, plan: Any) -> None:
         processes, threads = self.process_layout(plan.runnable_groups)
         restarts = max_worker_restart(self.config)
+        project.log_in_before_forking(self.config, plan.items)
         self._slots = FixtureSlots()
         self._slots.install()
         executor = ProcessExecutor(

@@ -17,6 +17,7 @@ and one that depends on ``worker_id``. Session fixtures of pytest and of plugins
 
 from __future__ import annotations
 
+import functools
 import inspect
 import pickle
 from dataclasses import dataclass, field
@@ -46,8 +47,13 @@ class Made:
 
 def is_project_fixture(fixturedef: Any, rootpath: Path) -> bool:
     """Defined by the project under test, not by pytest or a plugin."""
+    return _is_project_function(getattr(fixturedef, "func", None), rootpath)
+
+
+@functools.lru_cache(maxsize=None)
+def _is_project_function(function: Any, rootpath: Path) -> bool:
     try:
-        source = Path(inspect.getfile(fixturedef.func)).resolve()
+        source = Path(inspect.getfile(function)).resolve()
     except (TypeError, OSError):
         return False
     return source.is_relative_to(rootpath) and "site-packages" not in source.parts
@@ -56,6 +62,7 @@ def is_project_fixture(fixturedef: Any, rootpath: Path) -> bool:
 def wanted(plan: Plan, rootpath: Path) -> Iterator[tuple[int, str, Any]]:
     """(index of the first test using it, name, definition) per instance to make."""
     seen: set[tuple[Any, Any]] = set()
+    bound: dict[Any, bool] = {}
     for index, item in enumerate(plan.items):
         if not isinstance(item, pytest.Function):
             continue
@@ -67,7 +74,9 @@ def wanted(plan: Plan, rootpath: Path) -> Iterator[tuple[int, str, Any]]:
             fixturedef = chain[-1]
             if fixturedef.scope != "session" or not is_project_fixture(fixturedef, rootpath):
                 continue
-            if depends_on_worker(fixturedef, item):
+            if fixturedef not in bound:
+                bound[fixturedef] = depends_on_worker(fixturedef, item)
+            if bound[fixturedef]:
                 continue
             key = (fixturedef, internals.fixture_cache_key(item, fixturedef, name))
             if key not in seen:
@@ -78,12 +87,16 @@ def wanted(plan: Plan, rootpath: Path) -> Iterator[tuple[int, str, Any]]:
 def worker_bound(plan: Plan, rootpath: Path) -> dict[str, str]:
     """Session fixtures the tests use that depend on ``worker_id``: name -> reason."""
     found: dict[str, str] = {}
+    checked: set[Any] = set()
     for item in plan.items:
         definitions = internals.fixture_definitions(item)
         for name in getattr(item, "fixturenames", ()):
             chain = definitions.get(name)
-            if chain and chain[-1].scope == "session" and is_project_fixture(chain[-1], rootpath):
-                if name not in found and depends_on_worker(chain[-1], item):
+            if not chain or chain[-1] in checked:
+                continue
+            checked.add(chain[-1])
+            if chain[-1].scope == "session" and is_project_fixture(chain[-1], rootpath):
+                if depends_on_worker(chain[-1], item):
                     found[name] = "it depends on worker_id"
     return found
 

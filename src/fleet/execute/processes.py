@@ -324,24 +324,25 @@ class ProcessExecutor:
             (w for w in self.workers.values() if not w.shutting_down and w.timed_out is None),
             key=lambda w: len(w.chains),
         )
-        starving = False
         for worker in workers:
-            if worker.alone is not None:
-                continue
-            if self._isolate:
-                if not worker.chains:
-                    index = self._isolate.pop(0)
-                    worker.alone = index
-                    self._send_chain(worker, [index], alone=True)
-                continue
-            while len(worker.chains) < self.threads + RESERVE:
-                chain = self.scheduler.take_chain(worker.affinity, self._free_chain_length())
-                if not chain:
-                    break
-                self._send_chain(worker, chain)
-            if len(worker.chains) < self.threads:
-                starving = True
-        if starving:
+            if self._isolate and worker.alone is None and not worker.chains:
+                index = self._isolate.pop(0)
+                worker.alone = index
+                self._send_chain(worker, [index], alone=True)
+        if self._isolate:
+            return
+        # One chain per worker per round, so the first workers do not take it all.
+        open_workers = [w for w in workers if w.alone is None]
+        while open_workers:
+            for worker in list(open_workers):
+                chain = []
+                if len(worker.chains) < self.threads + RESERVE:
+                    chain = self.scheduler.take_chain(worker.affinity, self._free_chain_length())
+                if chain:
+                    self._send_chain(worker, chain)
+                else:
+                    open_workers.remove(worker)
+        if any(len(w.chains) < self.threads for w in workers if w.alone is None):
             self._ask_back(workers)
 
     def _free_chain_length(self) -> int:
