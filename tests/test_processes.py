@@ -425,3 +425,37 @@ def test_usage_errors_are_one_line(pytester: pytest.Pytester) -> None:
         assert result.ret == pytest.ExitCode.USAGE_ERROR, args
         result.stderr.fnmatch_lines([message])
         assert "Traceback" not in result.stderr.str()
+
+
+def test_spawned_workers_collect_for_themselves_and_run_like_forked_ones(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLEET_START_METHOD", "spawn")
+    pytester.makeconftest(SESSION_FIXTURES)
+    pytester.makepyfile(test_a=MIXED, test_b="""
+        def test_shared(shared, module_fixture): assert shared == {"token": "abc"}
+        def test_lock(unpicklable): pass
+    """, test_c="def test_shared(shared): assert shared['token'] == 'abc'\n")
+    result = run(pytester, "--mp", "2", "--mt", "2")
+    assert outcomes(result) == {"passed": 10, "failed": 1, "skipped": 1, "xfailed": 1, "error": 1}
+    assert result.stdout.str().count("test session starts") == 1  # workers print nothing
+    shared = [e for e in fixture_events(pytester.path) if e["name"] == "shared"]
+    assert [e["kind"] for e in shared] == ["setup", "teardown"]
+
+
+def test_a_spawned_worker_that_collects_differently_is_one_clear_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLEET_START_METHOD", "spawn")
+    pytester.makepyfile(test_ids="""
+        import time, pytest
+        @pytest.mark.parametrize("v", [time.time_ns()])
+        def test_v(v): pass
+    """)
+    result = run(pytester, "--mp", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines([
+        "*fleet: worker p0 collected a different suite: test 1 is test_ids.py::test_v[[]*[]] there "
+        "but test_ids.py::test_v[[]*[]] here (parametrize ids must not change between runs)*"
+    ])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()

@@ -270,6 +270,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(
             ThreadRun(config, threads, unit, division, processes), "fleet-run"
         )
+        if processes is not None:
+            from fleet.execute.process_worker import quiet_if_spawned
+
+            quiet_if_spawned(config)
     config.pluginmanager.register(environment, "fleet-environment")
     config.pluginmanager.register(project, "fleet-project")
     # Registered after pytest-xdist's, so fleet's win while fleet runs.

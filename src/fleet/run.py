@@ -17,6 +17,7 @@ from fleet import internals, project
 from fleet.capture import ThreadCapture
 from fleet.context import current
 from fleet.division import Division
+from fleet.execute import process_worker
 from fleet.execute.processes import ProcessExecutor
 from fleet.execute.threads import ThreadExecutor
 from fleet.logs import ThreadLogCapture
@@ -112,9 +113,11 @@ class ThreadRun:
     def _run_processes(self, session: pytest.Session, plan: Any) -> None:
         processes, threads = self.process_layout(plan.runnable_groups)
         restarts = max_worker_restart(self.config)
-        project.log_in_before_forking(self.config, plan.items)
         self._slots = FixtureSlots()
         self._slots.install()
+        if process_worker.spawned_identity_present():
+            process_worker.run_spawned(session, plan, self._slots, session.config.stash[testrun_uid_key])
+        project.log_in_before_forking(self.config, plan.items)
         executor = ProcessExecutor(
             session,
             plan,

@@ -17,15 +17,18 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import traceback
 from collections import deque
+from multiprocessing.connection import Connection
 from typing import Any, Callable, NoReturn
 
 import pytest
 
-from fleet import internals, sessionfixtures, timeouts
+from fleet import internals, project, sessionfixtures, timeouts
 from fleet.capture import ThreadCapture
 from fleet.context import current
 from fleet.execute import wire
@@ -170,6 +173,10 @@ class WorkerProcess:
             tag = message[0]
             if tag == "run":
                 self._take_chain(message[1])
+            elif tag == "made":  # a spawned worker: the values forked ones inherit
+                sessionfixtures.hand_over(self.session, self.plan, self.slots, message[1])
+            elif tag == "login":  # a spawned worker: the controller's login
+                self.config.stash[project.login_key] = message[1]
             elif tag == "give back":
                 self._send(("returned", self._give_back(everything=False)))
             elif tag == "stop":
@@ -301,6 +308,72 @@ def _become_worker(controller_pid: int, environment: dict[str, str]) -> None:
     if os.getppid() != controller_pid:
         os._exit(1)
     os.environ.update(environment)
+
+
+SPAWNED = "FLEET_SPAWNED_WORKER"
+
+
+def spawn_worker(
+    config: pytest.Config, name: str, threads: int, make: bool, uid: str, count: int
+) -> tuple[Any, Any]:
+    """Start ``python -m pytest`` with the run's arguments as worker ``name``.
+
+    It collects on its own, says what it collected, and becomes a worker
+    (:func:`run_spawned`). Returns (process, connection).
+    """
+    ours, theirs = socket.socketpair()
+    params = config.invocation_params
+    env = dict(
+        os.environ,
+        FLEET_TESTRUNUID=uid,
+        FLEET_WORKER_COUNT=str(count),
+        **{SPAWNED: f"{name}:{theirs.fileno()}:{os.getpid()}:{threads}:{int(make)}"},
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *params.args],
+        cwd=params.dir,
+        env=env,
+        pass_fds=[theirs.fileno()],
+        stdin=subprocess.DEVNULL,
+    )
+    theirs.close()
+    return process, Connection(ours.detach())
+
+
+def spawned_identity_present() -> bool:
+    return bool(os.environ.get(SPAWNED))
+
+
+def quiet_if_spawned(config: pytest.Config) -> None:
+    """A spawned worker writes no progress of its own: the controller does."""
+    if spawned_identity_present():
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            config.pluginmanager.unregister(reporter)
+
+
+def spawned_identity() -> tuple[str, int, int, int, bool] | None:
+    """(name, connection fd, controller pid, threads, makes session fixtures) in a spawned worker."""
+    raw = os.environ.pop(SPAWNED, None)
+    if not raw:
+        return None
+    name, fd, controller, threads, make = raw.split(":")
+    return name, int(fd), int(controller), int(threads), make == "1"
+
+
+def run_spawned(session: pytest.Session, plan: Plan, slots: FixtureSlots, uid: str) -> NoReturn:
+    """In a spawned worker, after its own collection: report it, then work."""
+    identity = spawned_identity()
+    assert identity is not None
+    name, fd, controller, threads, make = identity
+    conn = Connection(fd)
+    conn.send([("collected", [item.nodeid for item in plan.items])])
+    environment = {
+        "FLEET_WORKER": name,
+        "FLEET_WORKER_COUNT": os.environ.get("FLEET_WORKER_COUNT", "1"),
+        "FLEET_TESTRUNUID": uid,
+    }
+    WorkerProcess(session, plan, slots, name, threads, environment, conn, make).main(controller)
 
 
 def fork_worker(start: Callable[[], NoReturn]) -> int:

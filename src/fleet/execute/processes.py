@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,9 +33,9 @@ from typing import Any, Hashable
 
 import pytest
 
-from fleet import sessionfixtures
+from fleet import project, sessionfixtures
 from fleet.execute import wire
-from fleet.execute.process_worker import WorkerProcess, fork_worker
+from fleet.execute.process_worker import WorkerProcess, fork_worker, spawn_worker
 from fleet.plan import Plan
 from fleet.schedule import Scheduler
 from fleet.scopes import FixtureSlots
@@ -62,12 +63,41 @@ class Worker:
     timed_out: tuple[int, str, float, str] | None = None
     bye: bool = False
     shutting_down: bool = False
+    process: Any = None  # the Popen of a spawned worker
 
     def unfinished(self) -> list[int]:
         return [index for chain in self.chains.values() for index in chain]
 
     def unstarted(self, threads: int) -> int:
         return sum(len(c) for c in self.chains.values()) - min(len(self.chains), threads)
+
+
+# How long a spawned worker may take to collect the suite.
+SPAWN_COLLECT_TIMEOUT = 600.0
+
+
+def start_method() -> str:
+    """Fork, unless threads already run here (a forked child would inherit
+    their locks, held) or ``FLEET_START_METHOD=spawn`` asks for fresh interpreters."""
+    chosen = os.environ.get("FLEET_START_METHOD")
+    if chosen in ("fork", "spawn"):
+        return chosen
+    return "fork" if threading.active_count() == 1 else "spawn"
+
+
+def _collection_difference(name: str, mine: list[str], theirs: list[str] | None) -> str:
+    if theirs is None:
+        return f"fleet: worker {name} did not report its collection (see its output above)"
+    for index, (a, b) in enumerate(zip(mine, theirs)):
+        if a != b:
+            return (
+                f"fleet: worker {name} collected a different suite: test {index + 1} is "
+                f"{b} there but {a} here (parametrize ids must not change between runs)"
+            )
+    return (
+        f"fleet: worker {name} collected a different suite: {len(theirs)} tests there, "
+        f"{len(mine)} here"
+    )
 
 
 def signal_name(number: int) -> str:
@@ -111,6 +141,8 @@ class ProcessExecutor:
         self._made_sections: dict[int, list[tuple[str, str]]] = {}
         self._owner: str | None = None  # the worker holding the real session fixtures
         self._made_names: set[str] = set()
+        self._made: list[sessionfixtures.Made] | None = None
+        self.start_method = start_method()
         self._chain_numbers = 0
         self._undispatched: Counter[Any] = Counter()
         for item in plan.items:
@@ -144,6 +176,8 @@ class ProcessExecutor:
             self._report_never_run()
 
     def _start(self, name: str, make_session_fixtures: bool = False) -> Worker:
+        if self.start_method == "spawn":
+            return self._spawn(name, make_session_fixtures)
         parent_end, child_end = Pipe()
         environment = {
             "FLEET_WORKER": name,
@@ -169,6 +203,29 @@ class ProcessExecutor:
         self.workers[name] = worker
         return worker
 
+    def _spawn(self, name: str, make_session_fixtures: bool) -> Worker:
+        """A fresh interpreter: it collects, and must collect what the controller did."""
+        process, conn = spawn_worker(
+            self.config, name, self.threads, make_session_fixtures, self.testrun_uid, len(self.names)
+        )
+        worker = Worker(name, process.pid, conn, process=process)
+        self.workers[name] = worker
+        collected = None
+        if conn.poll(SPAWN_COLLECT_TIMEOUT):
+            try:
+                (message,) = conn.recv()
+                collected = message[1]
+            except (EOFError, OSError, ValueError):
+                pass
+        mine = [item.nodeid for item in self.plan.items]
+        if collected != mine:
+            pytest.exit(_collection_difference(name, mine, collected), returncode=pytest.ExitCode.USAGE_ERROR)
+        if project.login_key in self.config.stash:
+            self._send(worker, ("login", self.config.stash[project.login_key]))
+        if self._made is not None and not make_session_fixtures:
+            self._send(worker, ("made", self._made))
+        return worker
+
     def _start_the_others(self) -> None:
         for name in self.names[1:]:
             self._start(name)
@@ -190,7 +247,7 @@ class ProcessExecutor:
                     continue
                 for message in batch:
                     if message[0] == "made":
-                        self._made(message[1])
+                        self._take_made(message[1])
                         waiting_for_made = False
                     else:
                         self._handle(worker, message)
@@ -210,7 +267,8 @@ class ProcessExecutor:
 
     # -- messages --------------------------------------------------------------
 
-    def _made(self, made: list[sessionfixtures.Made]) -> None:
+    def _take_made(self, made: list[sessionfixtures.Made]) -> None:
+        self._made = made
         sessionfixtures.hand_over(self.session, self.plan, self.slots, made)
         self._made_names = {entry.argname for entry in made}
         for entry in made:
@@ -396,7 +454,7 @@ class ProcessExecutor:
     def _lost(self, worker: Worker) -> None:
         del self.workers[worker.name]
         worker.conn.close()
-        _, status = os.waitpid(worker.pid, 0)
+        status = _reap(worker)
         cause = describe_exit(status)
         if worker.bye:
             return
@@ -524,10 +582,7 @@ class ProcessExecutor:
         """No worker outlives the run."""
         for worker in list(self.workers.values()):
             _kill(worker.pid)
-            try:
-                os.waitpid(worker.pid, 0)
-            except ChildProcessError:
-                pass
+            _reap(worker)
             worker.conn.close()
         self.workers.clear()
 
@@ -545,6 +600,16 @@ class _Terminated(KeyboardInterrupt):
 
 def _terminated(signum: int, frame: Any) -> None:
     raise _Terminated()
+
+
+def _reap(worker: Worker) -> int:
+    try:
+        _, status = os.waitpid(worker.pid, 0)
+    except ChildProcessError:
+        status = 0
+    if worker.process is not None:
+        worker.process.returncode = os.waitstatus_to_exitcode(status)
+    return status
 
 
 def _kill(pid: int) -> None:
