@@ -8,7 +8,10 @@ drift in machine load affects all of them alike) and the median is reported.
 
 Peak RSS comes from ``os.wait4`` on the child. On Linux that is the largest
 single process among the child and the descendants it reaped, so for xdist it
-is the largest worker or controller, not the sum over workers.
+is the largest worker or controller, not the sum over workers. Peak PSS is
+sampled every 0.2 s and summed over every process of the run: the memory the
+run really takes, with pages shared by forked processes counted once (runs
+shorter than a sample show 0).
 
 Targets print PASS or MISS; the exit status is 0 either way, because a missed
 target is a finding to report, not a harness failure.
@@ -70,6 +73,7 @@ class Config:
     args: list[str]
     times: list[float] = field(default_factory=list)
     rss_kb: list[int] = field(default_factory=list)
+    pss_kb: list[int] = field(default_factory=list)
     codes: list[int] = field(default_factory=list)
     summaries: list[str] = field(default_factory=list)
     session_counts: list[int] = field(default_factory=list)
@@ -101,8 +105,49 @@ def configurations(name: str, xdist: bool) -> list[Config]:
     return configs
 
 
-def run_pytest(cwd: Path, args: list[str]) -> tuple[float, int, int, str]:
-    """Run pytest once in ``cwd``: (wall seconds, exit code, peak RSS KiB, output)."""
+PSS_SAMPLE_S = 0.2
+
+
+def session_pss_kb(session: int) -> int:
+    """Proportional set size summed over every process of ``session`` (Linux).
+
+    PSS splits each shared page between the processes sharing it, so forked
+    workers that share the controller's pages count them once in total.
+    """
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) != session:  # fields after the name: state ppid pgrp session
+                continue
+            for line in (entry / "smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+class PssSampler(threading.Thread):
+    """The peak of :func:`session_pss_kb` while a run lasts."""
+
+    def __init__(self, session: int) -> None:
+        super().__init__(daemon=True)
+        self.session = session
+        self.peak_kb = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(PSS_SAMPLE_S):
+            self.peak_kb = max(self.peak_kb, session_pss_kb(self.session))
+
+
+def run_pytest(cwd: Path, args: list[str]) -> tuple[float, int, int, str, int]:
+    """Run pytest once in ``cwd``: (wall seconds, exit code, peak RSS KiB of one
+    process, output, peak PSS KiB summed over all its processes)."""
     with tempfile.TemporaryFile("w+") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(
@@ -115,6 +160,9 @@ def run_pytest(cwd: Path, args: list[str]) -> tuple[float, int, int, str]:
             start_new_session=True,  # so a timeout can kill xdist's workers too
         )
         lock, reaped = threading.Lock(), []
+        sampler = PssSampler(proc.pid) if Path("/proc/self/smaps_rollup").exists() else None
+        if sampler:
+            sampler.start()
 
         def kill() -> None:
             with lock:
@@ -128,9 +176,14 @@ def run_pytest(cwd: Path, args: list[str]) -> tuple[float, int, int, str]:
         with lock:
             reaped.append(True)
         timer.cancel()
+        pss = 0
+        if sampler:
+            sampler.done.set()
+            sampler.join()
+            pss = sampler.peak_kb
         proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped
         out.seek(0)
-        return wall, proc.returncode, usage.ru_maxrss, out.read()
+        return wall, proc.returncode, usage.ru_maxrss, out.read(), pss
 
 
 def summary_line(output: str) -> str:
@@ -157,7 +210,8 @@ def order_violations(path: Path) -> int:
 def measure(name: str, suite: Path, config: Config) -> None:
     records = suite / workloads.RECORDS
     shutil.rmtree(records, ignore_errors=True)
-    wall, code, rss, output = run_pytest(suite, config.args)
+    wall, code, rss, output, pss = run_pytest(suite, config.args)
+    config.pss_kb.append(pss)
     config.times.append(wall)
     config.codes.append(code)
     config.rss_kb.append(rss)
@@ -232,7 +286,7 @@ def print_table(name: str, configs: list[Config], collect_s: float) -> None:
     best_xdist = min(xdist) if xdist else None
     extra = {"fixtures": "session/module", "groups": "violations"}.get(name, "")
     print(f"\n== {name}: {workloads.WORKLOADS[name][0]}  (collect-only {collect_s:.2f} s)")
-    print(f"{'configuration':36} {'median s':>8} {'min':>6} {'max':>6} {'x serial':>8} {'x xdist':>8} {'RSS MiB':>7}  {extra:14} last run")
+    print(f"{'configuration':44} {'median s':>8} {'min':>6} {'max':>6} {'x serial':>8} {'x xdist':>8} {'RSS MiB':>7} {'PSS MiB':>7}  {extra:14} last run")
     for c in configs:
         vs_xdist = f"{best_xdist / c.median:8.2f}" if best_xdist else f"{'-':>8}"
         if name == "fixtures":
@@ -242,8 +296,8 @@ def print_table(name: str, configs: list[Config], collect_s: float) -> None:
         else:
             info = ""
         print(
-            f"{c.label:36} {c.median:8.2f} {min(c.times):6.2f} {max(c.times):6.2f} "
-            f"{serial / c.median:8.2f} {vs_xdist} {max(c.rss_kb) / 1024:7.0f}  {info:14} {c.summaries[-1]}"
+            f"{c.label:44} {c.median:8.2f} {min(c.times):6.2f} {max(c.times):6.2f} "
+            f"{serial / c.median:8.2f} {vs_xdist} {max(c.rss_kb) / 1024:7.0f} {max(c.pss_kb) / 1024:7.0f}  {info:14} {c.summaries[-1]}"
         )
 
 
@@ -272,7 +326,7 @@ def main() -> int:
         suite = workloads.generate(name)
         # The first collection writes the bytecode cache; time the second.
         run_pytest(suite, ["--collect-only"])
-        collect_s, code, _, output = run_pytest(suite, ["--collect-only"])
+        collect_s, code, _, output, _ = run_pytest(suite, ["--collect-only"])
         if code != 0:
             print(f"\n{name}: collection failed (exit {code}):\n{output}")
             continue
