@@ -143,6 +143,9 @@ class ProcessExecutor:
         self._made_names: set[str] = set()
         self._made: list[sessionfixtures.Made] | None = None
         self.start_method = start_method()
+        self._others_started = False
+        # why a session fixture a worker made while running tests was not made first
+        self._late_reason = "it was requested while a test ran"
         self._chain_numbers = 0
         self._undispatched: Counter[Any] = Counter()
         for item in plan.items:
@@ -227,35 +230,33 @@ class ProcessExecutor:
         return worker
 
     def _start_the_others(self) -> None:
+        self._others_started = True
         for name in self.names[1:]:
             self._start(name)
 
     def _loop(self) -> None:
-        waiting_for_made = True
         while True:
-            if not waiting_for_made:
+            if self._others_started:
                 self._dispatch()
             if self._done():
                 break
-            by_conn = {w.conn: w for w in self.workers.values()}
-            for conn in wait(list(by_conn), timeout=1.0):
-                worker = by_conn[conn]
-                try:
-                    batch = conn.recv()
-                except (EOFError, OSError):
-                    self._lost(worker)
-                    continue
-                for message in batch:
-                    if message[0] == "made":
-                        self._take_made(message[1])
-                        waiting_for_made = False
-                    else:
-                        self._handle(worker, message)
-            if waiting_for_made and "p0" not in self.workers:
-                waiting_for_made = False  # p0 died making them: every process makes its own
-                self.notes.append("the first worker died while making the session fixtures")
-                self._start_the_others()
+            self._receive(timeout=1.0)
         self._shutdown()
+
+    def _receive(self, timeout: float | None, among: list[Worker] | None = None) -> bool:
+        """Handle what the workers (or ``among`` them) sent; False if nothing came in time."""
+        by_conn = {w.conn: w for w in (among or self.workers.values()) if w.name in self.workers}
+        ready = wait(list(by_conn), timeout=timeout)
+        for conn in ready:
+            worker = by_conn[conn]
+            try:
+                batch = conn.recv()
+            except (EOFError, OSError):
+                self._lost(worker)
+                continue
+            for message in batch:
+                self._handle(worker, message)
+        return bool(ready)
 
     def _done(self) -> bool:
         busy = any(w.chains for w in self.workers.values())
@@ -281,7 +282,9 @@ class ProcessExecutor:
 
     def _handle(self, worker: Worker, message: tuple[Any, ...]) -> None:
         tag = message[0]
-        if tag == "result":
+        if tag == "made":
+            self._take_made(message[1])
+        elif tag == "result":
             _, index, name, reports, warnings = message
             for data in warnings:
                 wire.replay_warning(self.config, data)
@@ -311,7 +314,7 @@ class ProcessExecutor:
                 self._log(index, worker.name, [wire.load_report(self.config, r) for r in reports], extra=True)
             for argname in made_here:
                 if argname not in self._made_names:
-                    self.per_process.setdefault(argname, "it was requested while a test ran")
+                    self.per_process.setdefault(argname, self._late_reason)
 
     def _finish(self, worker: Worker, index: int) -> None:
         for number, chain in worker.chains.items():
@@ -458,6 +461,11 @@ class ProcessExecutor:
         cause = describe_exit(status)
         if worker.bye:
             return
+        if not self._others_started:
+            # it died making the session fixtures: every process makes its own
+            self.notes.append(f"worker {worker.name} died ({cause}) making the session fixtures")
+            self._late_reason = "the first worker died making the session fixtures"
+            self._start_the_others()
         if worker.name == self._owner:
             self._owner = None
             if self._made_names:
@@ -481,7 +489,9 @@ class ProcessExecutor:
             suspects = [chain[0] for chain in list(worker.chains.values())[: self.threads]]
             if worker.alone is not None:
                 suspects = [worker.alone]
-            if len(suspects) == 1:
+            if not suspects:
+                pass  # it died between tests
+            elif len(suspects) == 1:
                 index = suspects[0]
                 self._log_failure(
                     index, worker.name,
@@ -526,22 +536,10 @@ class ProcessExecutor:
             self._wait_gone(group)
 
     def _wait_gone(self, group: list[Worker], deadline: float | None = None) -> None:
-        pending = {w.conn: w for w in group if w.name in self.workers}
-        while pending:
+        while any(w.name in self.workers for w in group):
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready = wait(list(pending), timeout=timeout)
-            if not ready:
+            if not self._receive(timeout, group) and deadline is not None:
                 return
-            for conn in ready:
-                worker = pending[conn]
-                try:
-                    batch = conn.recv()
-                except (EOFError, OSError):
-                    del pending[conn]
-                    self._lost(worker)
-                    continue
-                for message in batch:
-                    self._handle(worker, message)
 
     def _interrupt(self, graceful: bool) -> None:
         """Ctrl-C: running tests finish and are logged (a second Ctrl-C kills)."""
@@ -554,22 +552,10 @@ class ProcessExecutor:
                 self._send(worker, ("stop",))
             deadline = time.monotonic() + INTERRUPT_GRACE
             while any(w.chains for w in self.workers.values()) and time.monotonic() < deadline:
-                self._wait_gone_step(deadline)
+                self._receive(max(0.0, deadline - time.monotonic()))
             self._shutdown_within(deadline)
         except KeyboardInterrupt:
             pass
-
-    def _wait_gone_step(self, deadline: float) -> None:
-        by_conn = {w.conn: w for w in self.workers.values()}
-        for conn in wait(list(by_conn), timeout=max(0.0, deadline - time.monotonic())):
-            worker = by_conn[conn]
-            try:
-                batch = conn.recv()
-            except (EOFError, OSError):
-                self._lost(worker)
-                continue
-            for message in batch:
-                self._handle(worker, message)
 
     def _shutdown_within(self, deadline: float) -> None:
         group = list(self.workers.values())
