@@ -17,6 +17,7 @@ and one that depends on ``worker_id``. Session fixtures of pytest and of plugins
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import pickle
@@ -110,7 +111,7 @@ def make(session: pytest.Session, plan: Plan, setupstate: SharedSetupState, live
         current.item, current.item_slots = item, {}
         value: bytes | None = None
         reason = ""
-        with collect_output() if not live else _no_output() as output:
+        with collect_output() if not live else contextlib.nullcontext({}) as output:
             try:
                 with setupstate.active(item):
                     result = internals.make_fixture_value(item, name)
@@ -127,14 +128,6 @@ def make(session: pytest.Session, plan: Plan, setupstate: SharedSetupState, live
                 current.item, current.item_slots = None, None
         made.append(Made(index, name, value, reason, output))
     return made
-
-
-class _no_output:
-    def __enter__(self) -> dict[str, str]:
-        return {}
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def hand_over(session: pytest.Session, plan: Plan, slots: FixtureSlots, made: list[Made]) -> None:

@@ -122,19 +122,18 @@ class Watchdog:
             return False
 
     def _watch(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    while self._heap and self._running.get(self._heap[0][1], (None,))[0] != self._heap[0][2]:
-                        heapq.heappop(self._heap)  # finished in time
-                    if self._heap and self._heap[0][0] <= time.monotonic():
-                        _, ident, _ = heapq.heappop(self._heap)
-                        _, item, seconds = self._running.pop(ident)
-                        # under the lock: the test's thread cannot be past stop() meanwhile
-                        self._expired.add(ident)
-                        self._on_expired(ident, item, seconds)
-                        continue
-                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+        with self._cond:
+            while True:
+                while self._heap and self._running.get(self._heap[0][1], (None,))[0] != self._heap[0][2]:
+                    heapq.heappop(self._heap)  # finished in time
+                if self._heap and self._heap[0][0] <= time.monotonic():
+                    _, ident, _ = heapq.heappop(self._heap)
+                    _, item, seconds = self._running.pop(ident)
+                    # under the lock: the test's thread cannot be past stop() meanwhile
+                    self._expired.add(ident)
+                    self._on_expired(ident, item, seconds)
+                    continue
+                self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
 
 
 _MACHINERY = ("/_pytest/", "/pluggy/", "/fleet/", "threading.py")

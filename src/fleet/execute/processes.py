@@ -525,7 +525,7 @@ class ProcessExecutor:
 
     # -- the end ---------------------------------------------------------------
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, deadline: float | None = None) -> None:
         """Shut the workers down; the one holding the session fixtures last."""
         last = [w for w in self.workers.values() if w.name == self._owner]
         first = [w for w in self.workers.values() if w.name != self._owner]
@@ -533,7 +533,7 @@ class ProcessExecutor:
             for worker in group:
                 worker.shutting_down = True
                 self._send(worker, ("shutdown",))
-            self._wait_gone(group)
+            self._wait_gone(group, deadline)
 
     def _wait_gone(self, group: list[Worker], deadline: float | None = None) -> None:
         while any(w.name in self.workers for w in group):
@@ -553,16 +553,9 @@ class ProcessExecutor:
             deadline = time.monotonic() + INTERRUPT_GRACE
             while any(w.chains for w in self.workers.values()) and time.monotonic() < deadline:
                 self._receive(max(0.0, deadline - time.monotonic()))
-            self._shutdown_within(deadline)
+            self._shutdown(deadline)
         except KeyboardInterrupt:
             pass
-
-    def _shutdown_within(self, deadline: float) -> None:
-        group = list(self.workers.values())
-        for worker in group:
-            worker.shutting_down = True
-            self._send(worker, ("shutdown",))
-        self._wait_gone(group, deadline)
 
     def _kill_all(self) -> None:
         """No worker outlives the run."""
