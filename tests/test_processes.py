@@ -152,7 +152,7 @@ def test_session_fixture_once_per_run_shared_by_every_process(pytester: pytest.P
     assert len(ran_in) == 2  # both processes used the one value
     modules = [e["module"] for e in events if e["name"] == "module"]
     assert sorted(modules) == ["test_m0", "test_m1", "test_m2", "test_m3"]
-    assert "session fixtures made once per worker process" not in result.stdout.str()
+    assert "more than once" not in result.stdout.str()
 
 
 def test_fixtures_that_cannot_be_handed_over_run_per_process_and_say_why(
@@ -173,9 +173,9 @@ def test_fixtures_that_cannot_be_handed_over_run_per_process_and_say_why(
     workers = {e["worker"] for e in events if e["name"] == "per_worker" and e["kind"] == "setup"}
     assert workers == {"p0", "p1"}
     result.stdout.fnmatch_lines([
-        "*session fixtures made once per worker process, not once per run:",
-        "*per_worker: it depends on worker_id",
-        "*unpicklable: its value cannot be pickled (TypeError*",
+        "*fixtures set up more than once per scope:",
+        "*per_worker (session): once per worker process: it depends on worker_id",
+        "*unpicklable (session): once per worker process: its value cannot be pickled (TypeError*",
     ])
 
 

@@ -46,6 +46,7 @@ TOUCHPOINTS: list[tuple[str, str, str]] = [
     ("_pytest.logging", "LogCaptureHandler", "logs are captured per thread"),
     ("_pytest.logging", "caplog_handler_key", "caplog reads the current thread's handler"),
     ("_pytest.logging", "caplog_records_key", "caplog reads the current thread's records"),
+    ("_pytest._io.terminalwriter", "TerminalWriter.__init__:_file", "the live view prints pytest's lines above it"),
 ]
 
 
@@ -266,3 +267,14 @@ def override_runtest_for(plugin: Any, generator_function: Callable[..., Any]) ->
 
 def restore_runtest_for(plugin: Any) -> None:
     plugin.__dict__.pop("_runtest_for", None)
+
+
+def terminal_file(reporter: Any) -> Any:
+    """The file pytest's terminal writer writes to."""
+    return reporter._tw._file
+
+
+def set_terminal_file(reporter: Any, file: Any) -> Any:
+    """Point pytest's terminal writer at ``file``; returns the one it had."""
+    previous, reporter._tw._file = reporter._tw._file, file
+    return previous

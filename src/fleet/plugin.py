@@ -18,6 +18,9 @@ from fleet import environment, internals, project, timeouts, worker
 from fleet.division import from_options, from_strategy_file
 from fleet.plan import GROUP_UNITS
 
+# --slow-after's default, in seconds
+DEFAULT_SLOW_AFTER = 60.0
+
 MARKS = (
     "group(*names): run this test in the named groups; tests of one group run one "
     "after another in collection order. group() with no names: in no group.",
@@ -99,6 +102,22 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
             + ", ".join(f"{k}={v}" for k, v in XDIST_DIST.items() if v),
         )
     timeouts.add_options(group, parser)
+    group.addoption(
+        "--slow-after", dest="fleet_slow_after", type=float, default=DEFAULT_SLOW_AFTER, metavar="SECONDS",
+        help=f"flag a test still running after SECONDS as SLOW (default {DEFAULT_SLOW_AFTER:g}).",
+    )
+    group.addoption(
+        "--no-live", dest="fleet_no_live", action="store_true", default=False,
+        help="no live view on a terminal: pytest's usual progress, plus a line per SLOW test.",
+    )
+    group.addoption(
+        "--timeline",
+        dest="fleet_timeline",
+        default=None,
+        metavar="FILE",
+        help="write what each worker ran and when: FILE.json, a Chrome/Perfetto trace, "
+        "or FILE.html, a self-contained chart.",
+    )
     group.addoption(
         "--group-unit",
         dest="fleet_group_unit",
@@ -264,7 +283,17 @@ def pytest_configure(config: pytest.Config) -> None:
         if processes is not None and not hasattr(os, "fork"):
             raise pytest.UsageError("fleet: --mp needs os.fork (Linux, macOS); use --mt here")
         from fleet.capture import CaptureFixtures
+        from fleet.report import allure, timeline
+        from fleet.report.monitor import FixtureTimes
         from fleet.run import ThreadRun
+
+        slow_after = config.getoption("fleet_slow_after")
+        if not slow_after > 0:
+            raise pytest.UsageError(f"fleet: --slow-after takes a number of seconds above 0, not {slow_after:g}")
+        if config.getoption("fleet_timeline"):
+            timeline.check_path(config.getoption("fleet_timeline"))
+        config.pluginmanager.register(FixtureTimes(), "fleet-fixture-times")
+        allure.make_thread_safe(config)
 
         config.pluginmanager.register(CaptureFixtures(), "fleet-capture-fixtures")
         config.pluginmanager.register(

@@ -8,6 +8,7 @@ threads, and puts pytest's own state back once the session has finished.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, Callable, Generator, Hashable
 
@@ -22,6 +23,9 @@ from fleet.execute.processes import ProcessExecutor
 from fleet.execute.threads import ThreadExecutor
 from fleet.logs import ThreadLogCapture
 from fleet.plan import make_plan
+from fleet.report import allure, timeline, utilisation
+from fleet.report.live import Progress
+from fleet.report.monitor import RunMonitor
 from fleet.scopes import FixtureSlots, SharedSetupState
 from fleet.threadwarnings import ThreadWarnings
 from fleet.worker import testrun_uid_key
@@ -46,7 +50,9 @@ class ThreadRun:
         self.division = division
         self._slots: FixtureSlots | None = None
         self._saved_setupstate = None
-        self._summary: list[str] = []
+        self._notes: list[str] = []
+        self._per_process: dict[str, str] = {}
+        self.monitor: RunMonitor | None = None
 
     def worker_count(self, runnable_groups: int) -> int:
         if self.requested == "auto":
@@ -104,6 +110,7 @@ class ThreadRun:
             self._run_processes(session, plan)
         else:
             self._run_threads(session, plan)
+        self._write_timeline()
         if session.shouldfail:
             raise session.Failed(session.shouldfail)
         if session.shouldstop:
@@ -118,6 +125,7 @@ class ThreadRun:
         if process_worker.spawned_identity_present():
             process_worker.run_spawned(session, plan, self._slots, session.config.stash[testrun_uid_key])
         project.log_in_before_forking(self.config, plan.items)
+        monitor = self._watch(plan)
         executor = ProcessExecutor(
             session,
             plan,
@@ -126,14 +134,19 @@ class ThreadRun:
             threads,
             4 * processes if restarts is None else restarts,
             session.config.stash[testrun_uid_key],
+            monitor,
         )
         try:
-            executor.run()
+            with self._progress(monitor):
+                executor.run()
         finally:
-            self._summary = executor.summary()
+            monitor.finish()
+            self._notes = executor.summary()
+            self._per_process = executor.per_process
 
     def _run_threads(self, session: pytest.Session, plan: Any) -> None:
-        executor = ThreadExecutor(session, plan, self.worker_count(plan.runnable_groups))
+        monitor = self._watch(plan)
+        executor = ThreadExecutor(session, plan, self.worker_count(plan.runnable_groups), monitor)
         self._slots = FixtureSlots()
         self._slots.install()
         self._saved_setupstate = internals.get_setupstate(session)
@@ -149,16 +162,46 @@ class ThreadRun:
             for state in per_thread:
                 state.install()
                 installed.append(state)
-            executor.run()
+            with self._progress(monitor):
+                executor.run()
         finally:
+            monitor.finish()
             for state in reversed(installed):
                 state.uninstall()
 
+    def _watch(self, plan: Any) -> RunMonitor:
+        """The run's monitor, and the reports that read it as the run goes."""
+        monitor = self.monitor = RunMonitor(len(plan.items))
+        self.config.pluginmanager.register(monitor, "fleet-monitor")
+        if allure.listener(self.config) is not None:
+            results = allure.ControllerResults(monitor)
+            results.know(plan.items)
+            self.config.pluginmanager.register(results, "fleet-allure-results")
+        return monitor
+
+    @contextlib.contextmanager
+    def _progress(self, monitor: RunMonitor) -> Generator[None, None, None]:
+        progress = Progress(self.config, monitor)
+        progress.start()
+        try:
+            yield
+        finally:
+            progress.stop()
+
+    def _write_timeline(self) -> None:
+        path = self.config.getoption("fleet_timeline")
+        if path and self.monitor is not None:
+            timeline.write(timeline.check_path(path), self.monitor)
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self._summary:
-            terminalreporter.section("fleet", sep="-")
-            for line in self._summary:
-                terminalreporter.line(line)
+        if self.monitor is None:
+            return
+        terminalreporter.section("fleet", sep="-")
+        for line in self._notes + utilisation.summary(self.monitor, self._per_process):
+            terminalreporter.line(line)
+        path = self.config.getoption("fleet_timeline")
+        if path:
+            terminalreporter.line(f"timeline: {path}")
 
     def _units(self, session: pytest.Session) -> Callable[[pytest.Item], tuple[Hashable, ...]] | None:
         """The division's units; else a project's ``pytest_fleet_units``; else None."""

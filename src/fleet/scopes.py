@@ -245,6 +245,12 @@ def _slot_for(fixturedef: Any) -> _Slot | None:
     return None
 
 
+def instance_of(fixturedef: Any) -> _Slot | None:
+    """The instance of ``fixturedef`` the current thread is setting up, tearing
+    down or using; None outside a fleet run."""
+    return _slot_for(fixturedef)
+
+
 class _SlotAttribute:
     """Data descriptor routing a FixtureDef attribute to the current slot.
 

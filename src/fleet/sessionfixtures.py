@@ -21,6 +21,7 @@ import contextlib
 import functools
 import inspect
 import pickle
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -44,6 +45,8 @@ class Made:
     value: bytes | None  # pickled; None when it is not handed over
     reason: str = ""  # why not
     output: dict[str, str] = field(default_factory=dict)
+    start: float = 0.0  # when its set-up began and ended (time.time())
+    stop: float = 0.0
 
 
 def is_project_fixture(fixturedef: Any, rootpath: Path) -> bool:
@@ -111,6 +114,7 @@ def make(session: pytest.Session, plan: Plan, setupstate: SharedSetupState, live
         current.item, current.item_slots = item, {}
         value: bytes | None = None
         reason = ""
+        start = time.time()
         with collect_output() if not live else contextlib.nullcontext({}) as output:
             try:
                 with setupstate.active(item):
@@ -126,7 +130,7 @@ def make(session: pytest.Session, plan: Plan, setupstate: SharedSetupState, live
                     reason = f"its value cannot be pickled ({type(exc).__name__}: {exc})"
             finally:
                 current.item, current.item_slots = None, None
-        made.append(Made(index, name, value, reason, output))
+        made.append(Made(index, name, value, reason, output, start, time.time()))
     return made
 
 

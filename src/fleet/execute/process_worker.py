@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from multiprocessing.connection import Connection
@@ -96,10 +97,12 @@ class WorkerProcess:
         self.plan = plan
         self.slots = slots
         self.name = name
-        self.thread_names = [f"{name}t{i}" for i in range(threads)] if threads > 1 else [name]
+        self.thread_names = thread_names(name, threads)
         self.environment = environment
         self.conn = conn
         self.make_session_fixtures = make_session_fixtures
+        # session fixture values the first worker made, handed to this one
+        self.made: list[sessionfixtures.Made] = []
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._queued: deque[_Chain] = deque()
@@ -158,6 +161,9 @@ class WorkerProcess:
         for runner in runners:
             runner.join()
         extra = self._final_teardown()
+        handed_over = self.config.pluginmanager.get_plugin("fleet-allure-handed-over")
+        if self.made and handed_over is not None:
+            handed_over.write(self.made)
         rootpath = self.config.rootpath
         made_here = sorted(
             {f.argname for f in self.slots.made_here if sessionfixtures.is_project_fixture(f, rootpath)}
@@ -175,6 +181,7 @@ class WorkerProcess:
                 self._take_chain(message[1])
             elif tag == "made":  # a spawned worker: the values forked ones inherit
                 sessionfixtures.hand_over(self.session, self.plan, self.slots, message[1])
+                self.made = message[1]
             elif tag == "login":  # a spawned worker: the controller's login
                 self.config.stash[project.login_key] = message[1]
             elif tag == "give back":
@@ -227,14 +234,20 @@ class WorkerProcess:
                     return
                 chain = self._queued.popleft()
                 self._started.append(chain)
+            result = None
             try:
                 while True:
                     with self._work:
                         if self._stopping or not chain.indices:
                             break
                         index = chain.indices.popleft()
-                    self._send(self._run_test(index, name))
+                    # one write: the last test's result, and which test starts now
+                    self._send_all([*([result] if result else []), ("started", index, name, time.time())])
+                    result = None
+                    result = self._run_test(index, name)
             finally:
+                if result is not None:
+                    self._send(result)
                 with self._work:
                     self._started.remove(chain)
 
@@ -278,11 +291,14 @@ class WorkerProcess:
     # -- sending --------------------------------------------------------------
 
     def _send(self, message: Any) -> None:
+        self._send_all([message])
+
+    def _send_all(self, messages: list[Any]) -> None:
         """Send at once: a test's result must be out before the next test starts,
         which may kill this process."""
         with self._send_lock:
             try:
-                self.conn.send([message])
+                self.conn.send(messages)
             except (BrokenPipeError, OSError):
                 os._exit(1)  # the controller is gone
 
@@ -313,6 +329,17 @@ def _become_worker(controller_pid: int, environment: dict[str, str]) -> None:
 SPAWNED = "FLEET_SPAWNED_WORKER"
 
 
+def thread_names(process: str, threads: int) -> list[str]:
+    """The workers of one process: ``p1``, or ``p1t0``, ``p1t1``, ... with threads."""
+    return [f"{process}t{i}" for i in range(threads)] if threads > 1 else [process]
+
+
+# Options that act once for the whole run, in the controller: a spawned
+# worker repeating them would undo the controller's work (empty the Allure
+# results directory while other workers write to it).
+CONTROLLER_ONLY_FLAGS = ("--clean-alluredir",)
+
+
 def spawn_worker(
     config: pytest.Config, name: str, threads: int, make: bool, uid: str, count: int
 ) -> tuple[Any, Any]:
@@ -330,7 +357,7 @@ def spawn_worker(
         **{SPAWNED: f"{name}:{theirs.fileno()}:{os.getpid()}:{threads}:{int(make)}"},
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *params.args],
+        [sys.executable, "-m", "pytest", *(a for a in params.args if a not in CONTROLLER_ONLY_FLAGS)],
         cwd=params.dir,
         env=env,
         pass_fds=[theirs.fileno()],

@@ -35,8 +35,9 @@ import pytest
 
 from fleet import project, sessionfixtures
 from fleet.execute import wire
-from fleet.execute.process_worker import WorkerProcess, fork_worker, spawn_worker
+from fleet.execute.process_worker import WorkerProcess, fork_worker, spawn_worker, thread_names
 from fleet.plan import Plan
+from fleet.report.monitor import RunMonitor
 from fleet.schedule import Scheduler
 from fleet.scopes import FixtureSlots
 from fleet.timeouts import describe as describe_timeout
@@ -124,6 +125,7 @@ class ProcessExecutor:
         threads: int,
         max_restarts: int,
         testrun_uid: str,
+        monitor: RunMonitor,
     ) -> None:
         self.session = session
         self.config = session.config
@@ -133,6 +135,7 @@ class ProcessExecutor:
         self.threads = threads
         self.max_restarts = max_restarts
         self.testrun_uid = testrun_uid
+        self.monitor = monitor
         self.scheduler = Scheduler(plan, exclusive_within_process=True)
         self.workers: dict[str, Worker] = {}
         self.restarts = 0
@@ -179,6 +182,7 @@ class ProcessExecutor:
             self._report_never_run()
 
     def _start(self, name: str, make_session_fixtures: bool = False) -> Worker:
+        self.monitor.use_workers(thread_names(name, self.threads))
         if self.start_method == "spawn":
             return self._spawn(name, make_session_fixtures)
         parent_end, child_end = Pipe()
@@ -191,6 +195,7 @@ class ProcessExecutor:
             self.session, self.plan, self.slots, name, self.threads, environment,
             child_end, make_session_fixtures,
         )
+        process.made = self._made or []
         controller = os.getpid()
         others = [w.conn for w in self.workers.values()]
 
@@ -241,6 +246,7 @@ class ProcessExecutor:
             if self._done():
                 break
             self._receive(timeout=1.0)
+            self.monitor.tick()
         self._shutdown()
 
     def _receive(self, timeout: float | None, among: list[Worker] | None = None) -> bool:
@@ -284,6 +290,9 @@ class ProcessExecutor:
         tag = message[0]
         if tag == "made":
             self._take_made(message[1])
+        elif tag == "started":
+            _, index, name, at = message
+            self.monitor.started(name, self.plan.items[index].nodeid, at)
         elif tag == "result":
             _, index, name, reports, warnings = message
             for data in warnings:
@@ -362,9 +371,9 @@ class ProcessExecutor:
         if self.session.shouldfail or self.session.shouldstop:
             self._stop()
 
-    def _log_failure(self, index: int, worker: str, text: str) -> None:
+    def _log_failure(self, index: int, worker: str, text: str, kind: str) -> None:
         self.scheduler.done(index)
-        self._log(index, worker, [wire.failed_report(self.plan.items[index], text)])
+        self._log(index, worker, [wire.failed_report(self.plan.items[index], text, kind)])
 
     def _report_never_run(self) -> None:
         """Every collected test ends with an outcome, even with no worker left."""
@@ -374,6 +383,7 @@ class ProcessExecutor:
                     self.plan.items[index],
                     "not run: every worker process crashed and --max-worker-restart "
                     f"({self.max_restarts}) allows no more",
+                    "not run",
                 )])
 
     # -- handing out work ------------------------------------------------------
@@ -475,11 +485,13 @@ class ProcessExecutor:
                 )
         unfinished = worker.unfinished()
         if worker.timed_out is not None:
-            index, name, seconds, stack = worker.timed_out
-            text = f"{describe_timeout(seconds)}; worker {name} was killed and replaced"
+            index, _, seconds, stack = worker.timed_out
+            name = self._thread_running(worker.name, index)
+            text = f"{describe_timeout(seconds)}; worker {worker.name} was killed and replaced"
+            self.monitor.marker(name, "timeout", f"{self.plan.items[index].nodeid}: {text}")
             if stack:
                 text += f"\n\nWhere it was:\n{stack}"
-            self._log_failure(index, name, text)
+            self._log_failure(index, name, text, "timeout")
             unfinished.remove(index)
             self._requeue(unfinished)
         elif worker.shutting_down and not unfinished:
@@ -493,12 +505,18 @@ class ProcessExecutor:
                 pass  # it died between tests
             elif len(suspects) == 1:
                 index = suspects[0]
-                self._log_failure(
-                    index, worker.name,
-                    f"worker {worker.name} crashed: {cause} while running "
-                    f"{self.plan.items[index].nodeid}",
-                )
+                thread = self._thread_running(worker.name, index)
+                text = f"worker {worker.name} crashed: {cause} while running {self.plan.items[index].nodeid}"
+                self.monitor.marker(thread, "crash", text)
+                self._log_failure(index, thread, text, "crash")
             else:
+                for index in suspects:
+                    self.monitor.lost_attempt(
+                        self.plan.items[index],
+                        self._thread_running(worker.name, index),
+                        f"worker {worker.name} crashed ({cause}) while it ran this test and "
+                        f"{len(suspects) - 1} more on threads; it runs again alone",
+                    )
                 self._isolate.extend(suspects)
                 self.notes.append(
                     f"worker {worker.name} crashed ({cause}) running {len(suspects)} tests "
@@ -515,6 +533,15 @@ class ProcessExecutor:
                 f"({self.restarts} of --max-worker-restart {self.max_restarts})"
             )
             self._start(worker.name)
+            self.monitor.marker(thread_names(worker.name, self.threads)[0], "restart", f"worker {worker.name} replaced")
+
+    def _thread_running(self, process: str, index: int) -> str:
+        """The worker thread of ``process`` that was running test ``index``."""
+        nodeid = self.plan.items[index].nodeid
+        for name in thread_names(process, self.threads):
+            if self.monitor.since(name, nodeid) is not None:
+                return name
+        return process
 
     def _requeue(self, indices: list[int]) -> None:
         for index in indices:
@@ -538,7 +565,9 @@ class ProcessExecutor:
     def _wait_gone(self, group: list[Worker], deadline: float | None = None) -> None:
         while any(w.name in self.workers for w in group):
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not self._receive(timeout, group) and deadline is not None:
+            received = self._receive(timeout, group)
+            self.monitor.tick()
+            if not received and deadline is not None:
                 return
 
     def _interrupt(self, graceful: bool) -> None:
@@ -566,11 +595,7 @@ class ProcessExecutor:
         self.workers.clear()
 
     def summary(self) -> list[str]:
-        lines = list(self.notes)
-        if self.per_process:
-            lines.append("session fixtures made once per worker process, not once per run:")
-            lines += [f"  {name}: {why}" for name, why in sorted(self.per_process.items())]
-        return lines
+        return list(self.notes)
 
 
 class _Terminated(KeyboardInterrupt):

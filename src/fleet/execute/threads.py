@@ -15,6 +15,7 @@ import sys
 from collections import deque
 from contextlib import nullcontext
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 
 from fleet.context import current
 from fleet.plan import Plan
+from fleet.report.monitor import RunMonitor
 from fleet.schedule import Scheduler
 
 
@@ -50,10 +52,12 @@ def worker_names(count: int) -> list[str]:
 
 
 class ThreadExecutor:
-    def __init__(self, session: pytest.Session, plan: Plan, workers: int) -> None:
+    def __init__(self, session: pytest.Session, plan: Plan, workers: int, monitor: RunMonitor) -> None:
         self.session = session
+        self.monitor = monitor
         self.plan = plan
         self.names = worker_names(workers)
+        monitor.use_workers(self.names)
         self.scheduler = Scheduler(plan)
         self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # taken from the queue, not yet logged
@@ -91,6 +95,7 @@ class ThreadExecutor:
                         self._log(event)
                         if self.session.shouldfail or self.session.shouldstop:
                             self.scheduler.stop()
+                self.monitor.tick()
         except KeyboardInterrupt:
             self.scheduler.stop()
             self._drain(alive)
@@ -102,7 +107,12 @@ class ThreadExecutor:
 
     def _take_finished(self) -> None:
         """Wait for one finished test, then take all that are waiting."""
-        self._pending.append(self._finished.get())
+        while True:
+            try:
+                self._pending.append(self._finished.get(timeout=1.0))
+                break
+            except queue.Empty:
+                self.monitor.tick()
         while True:
             try:
                 self._pending.append(self._finished.get_nowait())
@@ -131,6 +141,7 @@ class ThreadExecutor:
                 item = self.plan.items[index]
                 current.item_slots = {}
                 current.reports = []
+                self.monitor.started(name, item.nodeid, time.time())
                 try:
                     alone = self._terminal if self.plan.exclusive[index] else nullcontext()
                     with alone:

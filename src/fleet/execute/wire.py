@@ -17,6 +17,7 @@ controller -> worker::
 worker -> controller::
 
     ("made", [Made, ...])              first worker: the session fixtures it made
+    ("started", index, worker, time)   sent with the previous test's result
     ("result", index, worker, reports, warnings)
     ("raised", index, worker, exit_returncode | None, text)
     ("timeout", index, worker, seconds, stack)
@@ -89,9 +90,12 @@ def _category(name: str) -> type[Warning]:
     return UserWarning
 
 
-def failed_report(item: pytest.Item, text: str, when: str = "call") -> pytest.TestReport:
-    """A report for a test that could not report itself (its worker died)."""
-    return pytest.TestReport(
+def failed_report(item: pytest.Item, text: str, kind: str, when: str = "call") -> pytest.TestReport:
+    """A report for a test that could not report itself (its worker died).
+
+    ``kind`` (``crash``, ``timeout``, ``not run``) is kept as ``fleet_lost``.
+    """
+    report = pytest.TestReport(
         nodeid=item.nodeid,
         location=item.location,
         keywords={name: 1 for name in item.keywords},
@@ -99,3 +103,5 @@ def failed_report(item: pytest.Item, text: str, when: str = "call") -> pytest.Te
         longrepr=text,
         when=when,  # type: ignore[arg-type]
     )
+    report.fleet_lost = kind
+    return report

@@ -1,0 +1,233 @@
+"""What a parallel run did, recorded as it happens, in the controller.
+
+The executors tell the monitor when a worker starts a test and when a worker
+crashes or is replaced; the monitor reads everything else from the reports
+the controller logs (each carries its worker, its phases' times and, from
+:class:`FixtureTimes`, the fixtures set up inside it). The live view, the
+timeline, the utilisation summary and the Allure bridge all read this one
+record, so they cannot disagree about what happened.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pytest
+
+from fleet.context import current
+from fleet.sessionfixtures import is_project_fixture
+
+TICK = 0.25  # seconds between two looks at what is running
+
+
+@dataclass
+class Phase:
+    when: str  # setup, call, teardown
+    start: float
+    stop: float
+    outcome: str
+
+
+@dataclass
+class FixtureRun:
+    """One fixture set up inside a test's set-up."""
+
+    argname: str
+    scope: str
+    start: float
+    stop: float
+    instance: str  # the scope node and parameter it was set up for
+    project: bool  # defined by the project under test, not by pytest or a plugin
+
+
+@dataclass
+class TestRecord:
+    nodeid: str
+    worker: str
+    phases: list[Phase] = field(default_factory=list)
+    fixtures: list[FixtureRun] = field(default_factory=list)
+    outcome: str = ""
+
+    @property
+    def start(self) -> float:
+        return min(p.start for p in self.phases)
+
+    @property
+    def stop(self) -> float:
+        return max(p.stop for p in self.phases)
+
+
+@dataclass
+class Attempt:
+    """A run of a test that ended in its worker's crash and is run again."""
+
+    worker: str
+    nodeid: str
+    start: float
+    stop: float
+    text: str
+
+
+@dataclass
+class Marker:
+    """A moment on a worker's track: a crash, a timeout, a restart."""
+
+    worker: str
+    kind: str
+    text: str
+    at: float
+
+
+def outcome_of(phases: list[tuple[str, str, bool]]) -> str:
+    """A test's single outcome from its phases (when, outcome, was xfail), as
+    pytest's summary counts it."""
+    for when, outcome, xfail in phases:
+        if outcome == "failed":
+            return "failed" if when == "call" else "error"
+    for when, outcome, xfail in phases:
+        if when == "call" and xfail:
+            return "xfailed" if outcome == "skipped" else "xpassed"
+    if any(outcome == "skipped" for _, outcome, _ in phases):
+        return "skipped"
+    return "passed"
+
+
+class RunMonitor:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.begin = time.time()
+        self.end: float | None = None
+        self.workers: list[str] = []
+        self.records: dict[str, TestRecord] = {}
+        self.markers: list[Marker] = []
+        self.attempts: list[Attempt] = []
+        self.counts: Counter[str] = Counter()
+        self.done = 0
+        # worker -> (nodeid, since); written by worker threads or the controller
+        self._running: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+        self._tickers: list[Callable[[], None]] = []
+        self._last_tick = 0.0
+        self._attempt_listeners: list[Callable[[pytest.Item, str, str, float, float], None]] = []
+
+    # -- told by the executors -----------------------------------------------
+
+    def use_workers(self, names: list[str]) -> None:
+        with self._lock:
+            for name in names:
+                if name not in self.workers:
+                    self.workers.append(name)
+
+    def started(self, worker: str, nodeid: str, at: float) -> None:
+        self._running[worker] = (nodeid, at)
+
+    def stopped(self, worker: str) -> None:
+        self._running.pop(worker, None)
+
+    def marker(self, worker: str, kind: str, text: str) -> None:
+        self.markers.append(Marker(worker, kind, text, time.time()))
+
+    def lost_attempt(self, item: pytest.Item, worker: str, text: str) -> None:
+        """A test was running where a worker crashed and will run again: an
+        attempt with no report of its own, kept for the timeline and Allure."""
+        now = time.time()
+        since = self.since(worker, item.nodeid) or now
+        self.stopped(worker)
+        self.attempts.append(Attempt(worker, item.nodeid, since, now, text))
+        self.markers.append(Marker(worker, "crash", f"{item.nodeid}: {text}", now))
+        for listener in self._attempt_listeners:
+            listener(item, worker, text, since, now)
+
+    def finish(self) -> None:
+        self.end = time.time()
+        self._running.clear()
+
+    def tick(self) -> None:
+        """Called often by the executor's main loop, at least once a second."""
+        now = time.monotonic()
+        if now - self._last_tick < TICK:
+            return
+        self._last_tick = now
+        for ticker in self._tickers:
+            ticker()
+
+    # -- read by the views ---------------------------------------------------
+
+    def on_tick(self, ticker: Callable[[], None]) -> None:
+        self._tickers.append(ticker)
+
+    def on_lost_attempt(self, listener: Callable[[pytest.Item, str, str, float, float], None]) -> None:
+        self._attempt_listeners.append(listener)
+
+    def running(self) -> dict[str, tuple[str, float]]:
+        return dict(self._running)
+
+    def since(self, worker: str, nodeid: str) -> float | None:
+        entry = self._running.get(worker)
+        return entry[1] if entry is not None and entry[0] == nodeid else None
+
+    # -- from the reports the controller logs --------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        worker = getattr(report, "fleet_worker", None) or "-"
+        record = self.records.get(report.nodeid)
+        if record is None:
+            record = self.records[report.nodeid] = TestRecord(report.nodeid, worker)
+        start, stop = report.start, report.stop
+        if not start:  # a report made for a test that could not report itself
+            stop = time.time()
+            start = self.since(worker, report.nodeid) or stop
+        record.phases.append(Phase(report.when, start, stop, report.outcome))
+        record.fixtures.extend(FixtureRun(*entry) for entry in getattr(report, "fleet_fixtures", ()))
+        xfail = hasattr(report, "wasxfail")
+        record.outcome = outcome_of(
+            [(p.when, p.outcome, xfail and p.when == "call") for p in record.phases]
+        )
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        record = self.records.get(nodeid)
+        if record is None:
+            return
+        self.done += 1
+        self.counts[record.outcome] += 1
+        if self.since(record.worker, nodeid) is not None:
+            self.stopped(record.worker)
+
+
+class FixtureTimes:
+    """Where tests run: the fixtures each test's set-up made, and when.
+
+    They travel on the set-up report as ``fleet_fixtures``, a plain list, so
+    they survive pickling and pytest's serializable report form.
+    """
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Any:
+        current.fixture_times = []
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Any:
+        start = time.time()
+        try:
+            return (yield)
+        finally:
+            times = current.fixture_times
+            if times is not None:
+                instance = f"{request.node.nodeid}[{getattr(request, 'param_index', 0)}]"
+                project = is_project_fixture(fixturedef, request.config.rootpath)
+                times.append((fixturedef.argname, fixturedef.scope, start, time.time(), instance, project))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        if call.when == "setup" and current.fixture_times is not None:
+            report.fleet_fixtures = current.fixture_times
+            current.fixture_times = None
+        return report

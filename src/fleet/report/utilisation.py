@@ -1,0 +1,80 @@
+"""The short section at the end of a parallel run: how well the workers were used.
+
+Workers used, each one's busy share of the run's wall time, the idle tail
+(from the first worker running out of work to the end: the time a better
+division would win back), the slowest tests, and the fixtures that were set
+up more than once for one scope instance, with why.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+from fleet.report.monitor import RunMonitor
+from fleet.report.timeline import process_of
+
+SLOWEST = 3
+# Beyond this many workers the busy shares are summarised, not listed.
+LISTED_WORKERS = 16
+
+
+def summary(monitor: RunMonitor, per_process: dict[str, str]) -> list[str]:
+    """``per_process``: session fixtures made once per process, and why."""
+    begin, end = monitor.begin, monitor.end or monitor.begin
+    wall = max(end - begin, 1e-9)
+    records = list(monitor.records.values())
+    busy: dict[str, float] = {w: 0.0 for w in monitor.workers}
+    last_stop: dict[str, float] = {}
+    for record in records:
+        if record.worker == "-":
+            continue  # never ran: every worker had crashed
+        busy[record.worker] = busy.get(record.worker, 0.0) + (record.stop - record.start)
+        last_stop[record.worker] = max(last_stop.get(record.worker, begin), record.stop)
+    used = [w for w in busy if busy[w] > 0]
+    lines = [f"workers: {len(used)} of {len(busy)} ran tests, wall time {wall:.2f}s"]
+    if not used:
+        return lines
+    shares = {w: busy[w] / wall for w in used}
+    if len(shares) <= LISTED_WORKERS:
+        lines.append("busy: " + "  ".join(f"{w} {share:.0%}" for w, share in shares.items()))
+    else:
+        ordered = sorted(shares.items(), key=lambda kv: kv[1])
+        lines.append(
+            f"busy: median {statistics.median(shares.values()):.0%}, "
+            f"least {ordered[0][0]} {ordered[0][1]:.0%}, most {ordered[-1][0]} {ordered[-1][1]:.0%}"
+        )
+    first_idle = min(last_stop.values())
+    idle_worker = min(last_stop, key=last_stop.__getitem__)
+    lines.append(
+        f"idle tail: {max(0.0, end - first_idle):.2f}s "
+        f"(from {idle_worker} finishing its last test to the end of the run)"
+    )
+    slowest = sorted(records, key=lambda r: r.stop - r.start, reverse=True)[:SLOWEST]
+    lines.append("slowest: " + "; ".join(f"{r.stop - r.start:.2f}s {r.nodeid} [{r.worker}]" for r in slowest))
+    lines += _repeated_fixtures(monitor, per_process)
+    return lines
+
+
+def _repeated_fixtures(monitor: RunMonitor, per_process: dict[str, str]) -> list[str]:
+    runs: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for record in monitor.records.values():
+        for fixture in record.fixtures:
+            if fixture.project and fixture.scope != "function" and fixture.argname not in per_process:
+                runs[(fixture.argname, fixture.scope, fixture.instance)].append(record.worker)
+    lines = [f"  {name} (session): once per worker process: {why}" for name, why in sorted(per_process.items())]
+    for (name, scope, instance), workers in sorted(runs.items()):
+        if len(workers) < 2:
+            continue
+        processes = sorted({process_of(w) for w in workers})
+        place = f" {instance.rsplit('[', 1)[0]}" if scope != "session" else ""
+        if len(processes) > 1:
+            why = f"its tests ran in {len(processes)} worker processes ({', '.join(processes)})"
+        elif len(set(workers)) > 1:
+            why = f"each of {', '.join(sorted(set(workers)))} needed its own (it depends on worker_id)"
+        else:
+            why = f"its tests did not run back to back on {workers[0]}, so it was torn down in between"
+        lines.append(f"  {name} ({scope}{place}): {len(workers)} times: {why}")
+    if lines:
+        lines.insert(0, "fixtures set up more than once per scope:")
+    return lines
