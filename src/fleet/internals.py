@@ -50,7 +50,9 @@ TOUCHPOINTS: list[tuple[str, str, str]] = [
 ]
 
 
-def _resolve(module_name: str, path: str) -> bool:
+def exists(module_name: str, path: str) -> bool:
+    """Whether ``module.attribute[.attribute...]`` exists; with ``:name`` after a
+    function, whether that function assigns ``name`` (an attribute it sets)."""
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError:
@@ -80,7 +82,7 @@ def check(setupstate_interface: frozenset[str] = frozenset()) -> str | None:
                 "does not know; use a pytest version fleet supports (8.x, 9.x) or run without --mt"
             )
     for module_name, path, why in TOUCHPOINTS:
-        if not _resolve(module_name, path):
+        if not exists(module_name, path):
             name = path.replace(".__init__:", ".")
             return (
                 f"fleet: this pytest ({pytest.__version__}) has no {name}, which fleet needs "

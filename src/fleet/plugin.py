@@ -293,7 +293,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.getoption("fleet_timeline"):
             timeline.check_path(config.getoption("fleet_timeline"))
         config.pluginmanager.register(FixtureTimes(), "fleet-fixture-times")
-        allure.make_thread_safe(config)
+        allure.make_thread_safe(config, processes is not None)
 
         config.pluginmanager.register(CaptureFixtures(), "fleet-capture-fixtures")
         config.pluginmanager.register(

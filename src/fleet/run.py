@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 from typing import Any, Callable, Generator, Hashable
 
 import pytest
@@ -174,8 +175,7 @@ class ThreadRun:
         monitor = self.monitor = RunMonitor(len(plan.items))
         self.config.pluginmanager.register(monitor, "fleet-monitor")
         if allure.listener(self.config) is not None:
-            results = allure.ControllerResults(monitor)
-            results.know(plan.items)
+            results = allure.ControllerResults(monitor, plan.items)
             self.config.pluginmanager.register(results, "fleet-allure-results")
         return monitor
 
@@ -191,7 +191,7 @@ class ThreadRun:
     def _write_timeline(self) -> None:
         path = self.config.getoption("fleet_timeline")
         if path and self.monitor is not None:
-            timeline.write(timeline.check_path(path), self.monitor)
+            timeline.write(Path(path), self.monitor)  # checked at configure
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.monitor is None:

@@ -233,7 +233,9 @@ class _Slot:
         self.lock = threading.RLock()
 
 
-def _slot_for(fixturedef: Any) -> _Slot | None:
+def instance_of(fixturedef: Any) -> _Slot | None:
+    """The instance of ``fixturedef`` the current thread is setting up, tearing
+    down or using; None outside a fleet run."""
     pinned = current.pinned
     if pinned:
         slot = pinned.get(fixturedef)
@@ -243,12 +245,6 @@ def _slot_for(fixturedef: Any) -> _Slot | None:
     if item_slots:
         return item_slots.get(fixturedef)
     return None
-
-
-def instance_of(fixturedef: Any) -> _Slot | None:
-    """The instance of ``fixturedef`` the current thread is setting up, tearing
-    down or using; None outside a fleet run."""
-    return _slot_for(fixturedef)
 
 
 class _SlotAttribute:
@@ -264,13 +260,13 @@ class _SlotAttribute:
     def __get__(self, fixturedef: Any, owner: Any = None) -> Any:
         if fixturedef is None:
             return self
-        slot = _slot_for(fixturedef)
+        slot = instance_of(fixturedef)
         if slot is None:
             return internals.fixture_storage(fixturedef)[self.name]
         return getattr(slot, self.name)
 
     def __set__(self, fixturedef: Any, value: Any) -> None:
-        slot = _slot_for(fixturedef)
+        slot = instance_of(fixturedef)
         if slot is None:
             internals.fixture_storage(fixturedef)[self.name] = value
         else:

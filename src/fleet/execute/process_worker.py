@@ -234,7 +234,7 @@ class WorkerProcess:
                     return
                 chain = self._queued.popleft()
                 self._started.append(chain)
-            result = None
+            unsent: list[Any] = []  # the last test's result
             try:
                 while True:
                     with self._work:
@@ -242,12 +242,12 @@ class WorkerProcess:
                             break
                         index = chain.indices.popleft()
                     # one write: the last test's result, and which test starts now
-                    self._send_all([*([result] if result else []), ("started", index, name, time.time())])
-                    result = None
-                    result = self._run_test(index, name)
+                    self._send_all([*unsent, ("started", index, name, time.time())])
+                    unsent = []
+                    unsent.append(self._run_test(index, name))
             finally:
-                if result is not None:
-                    self._send(result)
+                if unsent:
+                    self._send_all(unsent)
                 with self._work:
                     self._started.remove(chain)
 

@@ -373,7 +373,9 @@ class ProcessExecutor:
 
     def _log_failure(self, index: int, worker: str, text: str, kind: str) -> None:
         self.scheduler.done(index)
-        self._log(index, worker, [wire.failed_report(self.plan.items[index], text, kind)])
+        item = self.plan.items[index]
+        started = self.monitor.since(worker, item.nodeid)
+        self._log(index, worker, [wire.failed_report(item, text, kind, started)])
 
     def _report_never_run(self) -> None:
         """Every collected test ends with an outcome, even with no worker left."""

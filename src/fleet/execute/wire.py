@@ -32,6 +32,7 @@ fraction as much. Either way plugins that add report attributes keep them.
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any
 
@@ -90,18 +91,24 @@ def _category(name: str) -> type[Warning]:
     return UserWarning
 
 
-def failed_report(item: pytest.Item, text: str, kind: str, when: str = "call") -> pytest.TestReport:
-    """A report for a test that could not report itself (its worker died).
+def failed_report(item: pytest.Item, text: str, kind: str, start: float | None = None) -> pytest.TestReport:
+    """A report for a test that could not report itself (its worker died),
+    timed from ``start`` (when it started, if it did) to now.
 
     ``kind`` (``crash``, ``timeout``, ``not run``) is kept as ``fleet_lost``.
     """
+    stop = time.time()
+    start = stop if start is None else start
     report = pytest.TestReport(
         nodeid=item.nodeid,
         location=item.location,
         keywords={name: 1 for name in item.keywords},
         outcome="failed",
         longrepr=text,
-        when=when,  # type: ignore[arg-type]
+        when="call",
+        duration=stop - start,
+        start=start,
+        stop=stop,
     )
     report.fleet_lost = kind
     return report

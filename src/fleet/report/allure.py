@@ -27,13 +27,13 @@ Everything here that allure-pytest does not document is named in
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections import OrderedDict
 from typing import Any
 
 import pytest
 
+from fleet import internals
 from fleet.context import current
 from fleet.report.monitor import RunMonitor
 from fleet.scopes import instance_of
@@ -59,18 +59,9 @@ def listener(config: pytest.Config) -> Any | None:
 def check() -> str | None:
     """One line naming what this allure-pytest lacks, or None."""
     for module_name, path in TOUCHPOINTS:
-        try:
-            obj: Any = importlib.import_module(module_name)
-        except ImportError:
-            return f"fleet: allure-pytest is loaded but {module_name} cannot be imported"
-        attribute, _, assigned = path.partition(":")
-        for part in attribute.split("."):
-            obj = getattr(obj, part, None)
-        code = getattr(obj, "__code__", None)
-        if obj is None or (assigned and assigned not in getattr(code, "co_names", ())):
-            version = _version()
+        if not internals.exists(module_name, path):
             return (
-                f"fleet: this allure-pytest ({version}) has no {module_name}.{path.replace(':', ' setting ')}, "
+                f"fleet: this allure-pytest ({_version()}) has no {module_name}.{path.replace(':', ' setting ')}, "
                 "which fleet needs for Allure results from parallel runs; use allure-pytest 2.13 or newer"
             )
     return None
@@ -172,7 +163,7 @@ def _worker_label() -> Any:
     return WorkerLabel()
 
 
-def make_thread_safe(config: pytest.Config) -> None:
+def make_thread_safe(config: pytest.Config, processes: bool) -> None:
     """Called at configure, before any test runs (and before workers fork)."""
     import allure_commons
 
@@ -187,7 +178,8 @@ def make_thread_safe(config: pytest.Config) -> None:
     plugin = _worker_label()
     allure_commons.plugin_manager.register(plugin, "fleet-allure-worker-label")
     config.add_cleanup(lambda: allure_commons.plugin_manager.unregister(plugin))
-    config.pluginmanager.register(HandedOverFixtures(config), "fleet-allure-handed-over")
+    if processes:
+        config.pluginmanager.register(HandedOverFixtures(config), "fleet-allure-handed-over")
 
 
 class HandedOverFixtures:
@@ -238,27 +230,18 @@ class HandedOverFixtures:
 class ControllerResults:
     """In the controller: results for tests that could not write their own."""
 
-    def __init__(self, monitor: RunMonitor) -> None:
+    def __init__(self, monitor: RunMonitor, items: list[pytest.Item]) -> None:
         monitor.on_lost_attempt(self._lost_attempt)
-        self._items_by_nodeid: dict[str, pytest.Item] = {}
-        self._since = monitor.since
-
-    def know(self, items: list[pytest.Item]) -> None:
         self._items_by_nodeid = {item.nodeid: item for item in items}
 
-    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         kind = getattr(report, "fleet_lost", None)
         item = self._items_by_nodeid.get(report.nodeid)
         if kind is None or item is None:
             return
-        import time
-
         worker = getattr(report, "fleet_worker", None) or "-"
-        now = time.time()
-        start = self._since(worker, report.nodeid) or now
         status = "failed" if kind == "timeout" else "broken"
-        write_result(item, worker, status, str(report.longrepr), start, now)
+        write_result(item, worker, status, str(report.longrepr), report.start, report.stop)
 
     def _lost_attempt(self, item: pytest.Item, worker: str, text: str, start: float, stop: float) -> None:
         write_result(item, worker, "broken", text, start, stop)

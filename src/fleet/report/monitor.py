@@ -10,7 +10,6 @@ record, so they cannot disagree about what happened.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -50,7 +49,8 @@ class TestRecord:
     worker: str
     phases: list[Phase] = field(default_factory=list)
     fixtures: list[FixtureRun] = field(default_factory=list)
-    outcome: str = ""
+    xfail: bool = False  # its call was an xfail (or xpass)
+    outcome: str = ""  # once all its reports are in
 
     @property
     def start(self) -> float:
@@ -82,16 +82,15 @@ class Marker:
     at: float
 
 
-def outcome_of(phases: list[tuple[str, str, bool]]) -> str:
-    """A test's single outcome from its phases (when, outcome, was xfail), as
-    pytest's summary counts it."""
-    for when, outcome, xfail in phases:
-        if outcome == "failed":
-            return "failed" if when == "call" else "error"
-    for when, outcome, xfail in phases:
-        if when == "call" and xfail:
-            return "xfailed" if outcome == "skipped" else "xpassed"
-    if any(outcome == "skipped" for _, outcome, _ in phases):
+def outcome_of(record: TestRecord) -> str:
+    """A test's single outcome from its phases, as pytest's summary counts it."""
+    for phase in record.phases:
+        if phase.outcome == "failed":
+            return "failed" if phase.when == "call" else "error"
+    if record.xfail:
+        call = next(p for p in record.phases if p.when == "call")
+        return "xfailed" if call.outcome == "skipped" else "xpassed"
+    if any(p.outcome == "skipped" for p in record.phases):
         return "skipped"
     return "passed"
 
@@ -109,7 +108,6 @@ class RunMonitor:
         self.done = 0
         # worker -> (nodeid, since); written by worker threads or the controller
         self._running: dict[str, tuple[str, float]] = {}
-        self._lock = threading.Lock()
         self._tickers: list[Callable[[], None]] = []
         self._last_tick = 0.0
         self._attempt_listeners: list[Callable[[pytest.Item, str, str, float, float], None]] = []
@@ -117,10 +115,7 @@ class RunMonitor:
     # -- told by the executors -----------------------------------------------
 
     def use_workers(self, names: list[str]) -> None:
-        with self._lock:
-            for name in names:
-                if name not in self.workers:
-                    self.workers.append(name)
+        self.workers += [name for name in names if name not in self.workers]
 
     def started(self, worker: str, nodeid: str, at: float) -> None:
         self._running[worker] = (nodeid, at)
@@ -178,22 +173,17 @@ class RunMonitor:
         record = self.records.get(report.nodeid)
         if record is None:
             record = self.records[report.nodeid] = TestRecord(report.nodeid, worker)
-        start, stop = report.start, report.stop
-        if not start:  # a report made for a test that could not report itself
-            stop = time.time()
-            start = self.since(worker, report.nodeid) or stop
-        record.phases.append(Phase(report.when, start, stop, report.outcome))
+        record.phases.append(Phase(report.when, report.start, report.stop, report.outcome))
         record.fixtures.extend(FixtureRun(*entry) for entry in getattr(report, "fleet_fixtures", ()))
-        xfail = hasattr(report, "wasxfail")
-        record.outcome = outcome_of(
-            [(p.when, p.outcome, xfail and p.when == "call") for p in record.phases]
-        )
+        if report.when == "call" and hasattr(report, "wasxfail"):
+            record.xfail = True
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
         record = self.records.get(nodeid)
         if record is None:
             return
+        record.outcome = outcome_of(record)
         self.done += 1
         self.counts[record.outcome] += 1
         if self.since(record.worker, nodeid) is not None:
