@@ -83,8 +83,29 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(sys.argv[1:] if argv is None else argv)
 
 
+PROGRAM = "fleet"
+
+
+class ProgramName:
+    """Names the program ``fleet`` in pytest's usage line and argument errors
+    (pytest would name it after ``sys.argv[0]``, or ``pytest.main()``)."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_addoption(self, parser: pytest.Parser) -> None:
+        parser.prog = PROGRAM
+
+
+def version_line() -> str:
+    from fleet import __version__
+
+    return f"{PROGRAM} {__version__} (pytest {pytest.__version__})"
+
+
 def run_command(argv: list[str], login: Any = None) -> int:
     """The fleet command: the project's hooks.py around a pytest run."""
+    if argv.count("--version") + argv.count("-V") == 1:
+        sys.stdout.write(version_line() + "\n")
+        return 0
     project.load_hooks(Path.cwd())
     if "-h" in argv or "--help" in argv:
         sys.stdout.write(USAGE + "\n")
@@ -94,7 +115,9 @@ def run_command(argv: list[str], login: Any = None) -> int:
     except (CommandError, pytest.UsageError) as error:
         sys.stderr.write(f"ERROR: {error}\n")
         return int(pytest.ExitCode.USAGE_ERROR)
-    plugins = [project.LoginPlugin(login)] if login is not None else []
+    plugins: list[Any] = [ProgramName()]
+    if login is not None:
+        plugins.append(project.LoginPlugin(login))
     with project.around_run():
         try:
             code = pytest.main(args, plugins=plugins)

@@ -164,12 +164,16 @@ def _worker_label() -> Any:
 
 
 def make_thread_safe(config: pytest.Config, processes: bool) -> None:
-    """Called at configure, before any test runs (and before workers fork)."""
-    import allure_commons
+    """Called at configure, before any test runs (and before workers fork).
 
+    Does nothing, and imports nothing of Allure's, unless allure-pytest is
+    loaded in this run.
+    """
     found = listener(config)
     if found is None:
         return
+    import allure_commons
+
     problem = check()
     if problem:
         raise pytest.UsageError(problem)
