@@ -79,3 +79,53 @@ def _only_the_plugins_under_test(pytester: pytest.Pytester, monkeypatch: pytest.
     newer versions warn on stderr in every project that does not configure it.
     (After pytester, which clears PYTEST_ADDOPTS when it is set up.)"""
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:asyncio")
+
+
+# The modes fleet runs in, as command-line arguments.
+MODES = {
+    "mt2": ["--mt", "2"],
+    "mt4": ["--mt", "4"],
+    "mp1": ["--mp", "1"],
+    "mp2": ["--mp", "2"],
+    "mp2-mt2": ["--mp", "2", "--mt", "2"],
+}
+
+
+def junit_outcomes(path: Path) -> dict[str, str]:
+    """Per test id (classname::name): passed, failed, error, skipped or xfailed.
+
+    A testcase listed twice is kept under ``id#2`` so a duplicate shows up as
+    a difference."""
+    import xml.etree.ElementTree as ET
+
+    found: dict[str, str] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        key = f"{case.get('classname')}::{case.get('name')}"
+        outcome = "passed"
+        for child in case:
+            if child.tag == "skipped":
+                outcome = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
+            elif child.tag in ("failure", "error"):
+                outcome = "failed" if child.tag == "failure" else "error"
+                break
+        while key in found:
+            key += "#2"
+        found[key] = outcome
+    return found
+
+
+def run_with_junit(pytester: pytest.Pytester, *args: str, timeout: float = 120) -> tuple[pytest.RunResult, dict[str, str]]:
+    path = pytester.path / "junit.xml"
+    if path.exists():
+        path.unlink()
+    result = run(pytester, "--junitxml", str(path), *args, timeout=timeout)
+    return result, junit_outcomes(path) if path.exists() else {}
+
+
+def assert_like_serial(pytester: pytest.Pytester, mode: list[str], *args: str) -> pytest.RunResult:
+    """Run serially, then in ``mode``: the same outcome for every test, the same exit code."""
+    serial, expected = run_with_junit(pytester, *args)
+    parallel, got = run_with_junit(pytester, *mode, *args)
+    assert got == expected, parallel.stdout.str()
+    assert parallel.ret == serial.ret, parallel.stdout.str()
+    return parallel

@@ -9,7 +9,8 @@ starts, so pytest could not rewrite its asserts anyway (they are invariants,
 not test assertions) and would warn that it cannot.
 """
 
-from fleet.project import command, hook, main_run, processes_run, threads_run
+from fleet.front.api import main_run, processes_run, threads_run
+from fleet.front.project_hooks import command, hook
 
 __all__ = ["command", "hook", "main_run", "processes_run", "threads_run"]
 __version__ = "0.1.0"

@@ -1,33 +1,21 @@
 """The pytest plugin: options, marks, fixtures, and the switch into fleet's run.
 
-Without ``--mt`` (or with ``--mt 1``) and without a ``--dist-*`` option, this
-module only registers its options, marks, hooks and fixtures (``worker_id``,
-``testrun_uid``, ``fleet_env``, ``fleet_login``); pytest runs as usual.
+Without ``--mt``/``--mp`` (or with ``--mt 1``) and without a ``--dist-*``
+option, this module only registers its options, marks, hooks and fixtures
+(``worker_id``, ``testrun_uid``, ``fleet_env``, ``fleet_login``); pytest runs
+as usual.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import uuid
-from pathlib import Path
 
 import pytest
 
-from fleet import environment, internals, project, timeouts, worker
-from fleet.division import from_options, from_strategy_file
-from fleet.plan import GROUP_UNITS
-
-# --slow-after's default, in seconds
-DEFAULT_SLOW_AFTER = 60.0
-
-MARKS = (
-    "group(*names): run this test in the named groups; tests of one group run one "
-    "after another in collection order. group() with no names: in no group.",
-    "exclusive: run this test while no other test runs in its process.",
-    "xdist_group(name): read by fleet as group(name).",
-    timeouts.MARK,
-)
+from fleet import worker
+from fleet.front import environment, login, options
+from fleet.plan.division import from_options, from_strategy_file
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -36,229 +24,23 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
-# pytest-xdist's --dist modes as fleet group units
-XDIST_DIST = {"load": "function", "loadfile": "module", "loadscope": "class", "loadgroup": "function", "no": None}
-
-
-def _xdist_expected(pluginmanager: pytest.PytestPluginManager) -> bool:
-    """Whether pytest-xdist is (or will be) loaded, so its -n/--dist are its own."""
-    if pluginmanager.has_plugin("xdist") or pluginmanager.has_plugin("xdist.plugin"):
-        return True
-    if pluginmanager.is_blocked("xdist") or os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        return False
-    return any(ep.name == "xdist" for ep in importlib.metadata.entry_points(group="pytest11"))
-
-
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
-    group = parser.getgroup("fleet", "fleet: run tests in parallel")
-    group.addoption(
-        "--mt",
-        "--multi-thread",
-        dest="fleet_threads",
-        nargs="?",
-        const="auto",
-        default=None,
-        metavar="N",
-        help="run tests on N threads in one process after one collection "
-        "(N a positive integer or 'auto', the default when N is left out).",
-    )
-    group.addoption(
-        "--mp",
-        "--multi-process",
-        dest="fleet_processes",
-        nargs="?",
-        const="auto",
-        default=None,
-        metavar="N",
-        help="run tests in N worker processes forked after one collection (N a "
-        "positive integer or 'auto' = CPU count, the default when N is left out); "
-        "with --mt M, M threads in each.",
-    )
-    if not _xdist_expected(pluginmanager):
-        # With pytest-xdist these are its options, read by fleet the same way.
-        group.addoption(
-            "--max-worker-restart",
-            dest="maxworkerrestart",
-            default=None,
-            metavar="N",
-            help="replace at most N crashed worker processes (default: 4 per process).",
-        )
-        # pytest-xdist's spellings, so existing commands keep working without it
-        internals.add_short_option(
-            group,
-            "-n",
-            "--numprocesses",
-            dest="fleet_xdist_numprocesses",
-            default=None,
-            metavar="N",
-            help="as --mp N (pytest-xdist's spelling; 0 runs in this process).",
-        )
-        group.addoption(
-            "--dist",
-            dest="fleet_xdist_dist",
-            choices=tuple(XDIST_DIST),
-            default=None,
-            help="pytest-xdist's --dist, read as a fleet --group-unit: "
-            + ", ".join(f"{k}={v}" for k, v in XDIST_DIST.items() if v),
-        )
-    timeouts.add_options(group, parser)
-    group.addoption(
-        "--slow-after", dest="fleet_slow_after", type=float, default=DEFAULT_SLOW_AFTER, metavar="SECONDS",
-        help=f"flag a test still running after SECONDS as SLOW (default {DEFAULT_SLOW_AFTER:g}).",
-    )
-    group.addoption(
-        "--no-live", dest="fleet_no_live", action="store_true", default=False,
-        help="no live view on a terminal: pytest's usual progress, plus a line per SLOW test.",
-    )
-    group.addoption(
-        "--timeline",
-        dest="fleet_timeline",
-        default=None,
-        metavar="FILE",
-        help="write what each worker ran and when: FILE.json, a Chrome/Perfetto trace, "
-        "or FILE.html, a self-contained chart.",
-    )
-    group.addoption(
-        "--group-unit",
-        dest="fleet_group_unit",
-        choices=GROUP_UNITS,
-        default=None,
-        help="tests of one module/class run one after another; 'function': no "
-        "automatic grouping (default: the group_unit ini option, else module).",
-    )
-    group.addoption(
-        "--dist-mark",
-        dest="fleet_dist_mark",
-        nargs="+",
-        metavar="M",
-        help="one unit per mark (also one quoted, space-separated string): its "
-        "tests run in order on one worker; only tests carrying one of the marks run.",
-    )
-    group.addoption(
-        "--dist-file",
-        dest="fleet_dist_file",
-        metavar="DIR",
-        help="one unit per test module under DIR; only those tests run.",
-    )
-    group.addoption(
-        "--dist-suite",
-        dest="fleet_dist_suite",
-        metavar="DIR",
-        help="one unit per sub-directory of DIR (modules directly in DIR: one "
-        "more); only those tests run.",
-    )
-    group.addoption(
-        "--dist-strategy",
-        dest="fleet_dist_strategy",
-        metavar="FILE",
-        help="strategy file naming the marks to divide by (default with --mt: "
-        "conf/dist_strategy.yaml, else conf/aomaker.yaml, when present).",
-    )
-    group.addoption(
-        "--fleet-env",
-        dest="fleet_env",
-        metavar="NAME",
-        help="environment section of conf/config.yaml for this run (the file is "
-        "not changed); the fleet command spells it --env.",
-    )
-    parser.addini("group_unit", "fleet: default --group-unit (module, class or function).")
-    parser.addini("group-unit", "fleet: alias of group_unit.")
-
-
-def parse_thread_count(value: str) -> int | str:
-    """'auto' or a positive integer; anything else raises ValueError."""
-    if value == "auto":
-        return value
-    count = int(value)
-    if count < 1:
-        raise ValueError(value)
-    return count
-
-
-def group_unit(config: pytest.Config) -> str:
-    unit = config.getoption("fleet_group_unit")
-    if unit is None:
-        unit = XDIST_DIST.get(getattr(config.option, "fleet_xdist_dist", None) or "no")
-    if unit is None:
-        unit = config.getini("group_unit") or config.getini("group-unit") or "module"
-    unit = str(unit).strip()
-    if unit not in GROUP_UNITS:
-        raise pytest.UsageError(
-            f"fleet: group_unit = {unit!r} in the ini file is not one of {', '.join(GROUP_UNITS)}"
-        )
-    return unit
-
-
-def _count_option(config: pytest.Config, dest: str, spelling: str) -> int | str | None:
-    raw = config.getoption(dest)
-    if raw is None:
-        return None
-    try:
-        return parse_thread_count(raw)
-    except ValueError:
-        if Path(raw.split("::", 1)[0]).exists():
-            # `pytest --mt tests/`: argparse took the path for N.
-            _take_back_path(config, raw)
-            return "auto"
-        raise pytest.UsageError(
-            f"fleet: {spelling} takes a positive integer or 'auto', not {raw!r}"
-        ) from None
-
-
-def requested_threads(config: pytest.Config) -> int | str | None:
-    """The --mt value, or None when fleet should not run threads."""
-    count = _count_option(config, "fleet_threads", "--mt")
-    return None if count == 1 else count
-
-
-def requested_processes(config: pytest.Config) -> int | str | None:
-    """The --mp value (or xdist's -n when xdist is absent), or None: no processes."""
-    count = _count_option(config, "fleet_processes", "--mp")
-    if count is not None:
-        return count
-    raw = getattr(config.option, "fleet_xdist_numprocesses", None)
-    if raw is None:
-        return None
-    raw = "auto" if raw == "logical" else raw
-    if raw == "0":
-        return None
-    try:
-        return parse_thread_count(raw)
-    except ValueError:
-        raise pytest.UsageError(
-            f"fleet: -n takes a positive integer or 'auto', not {raw!r}"
-        ) from None
-
-
-def _take_back_paths_from_marks(config: pytest.Config) -> None:
-    """`pytest --dist-mark a b tests/`: argparse took the path for a mark."""
-    marks = config.getoption("fleet_dist_mark")
-    if marks:
-        paths = [m for m in marks if Path(m.split("::", 1)[0]).exists()]
-        for path in reversed(paths):
-            _take_back_path(config, path)
-        config.option.fleet_dist_mark = [m for m in marks if m not in paths] or None
-
-
-def _take_back_path(config: pytest.Config, path: str) -> None:
-    if config.args_source == pytest.Config.ArgsSource.ARGS:
-        config.args.insert(0, path)
-    else:
-        config.args[:] = [path]
-        config.args_source = pytest.Config.ArgsSource.ARGS
+    options.add_options(parser, pluginmanager)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for line in MARKS:
+    from fleet.execute.timeouts import Timeouts
+
+    for line in options.MARKS:
         config.addinivalue_line("markers", line)
     config.stash[worker.testrun_uid_key] = os.environ.get("FLEET_TESTRUNUID") or uuid.uuid4().hex
-    threads = requested_threads(config)
-    processes = requested_processes(config)
-    unit = group_unit(config)
+    threads = options.requested_threads(config)
+    processes = options.requested_processes(config)
+    unit = options.group_unit(config)
     if config.getoption("fleet_env"):
         environment.environment(config)  # an unknown --env: a usage error before anything runs
-    _take_back_paths_from_marks(config)
+    options.take_back_paths_from_marks(config)
     division = from_options(config)
     parallel = threads is not None or processes is not None
     if division is not None and not parallel:
@@ -266,48 +48,49 @@ def pytest_configure(config: pytest.Config) -> None:
         parallel = True
     elif parallel and division is None:
         division = from_strategy_file(config)
-    config.pluginmanager.register(timeouts.Timeouts(config), "fleet-timeouts")
+    config.pluginmanager.register(Timeouts(config), "fleet-timeouts")
     if parallel:
-        from fleet.scopes import SharedSetupState
-
-        flag = "--mp" if processes is not None else "--mt"
-        problem = internals.check(SharedSetupState.INTERFACE)
-        if problem:
-            raise pytest.UsageError(problem.replace("without --mt", f"without {flag}"))
-        if config.getoption("usepdb", False):
-            raise pytest.UsageError(f"fleet: --pdb needs one test at a time; run it without {flag}")
-        if config.getoption("numprocesses", None) and config.getoption("dist", "no") != "no":
-            raise pytest.UsageError(
-                f"fleet: {flag} and pytest-xdist's -n both parallelise the run; use one of them"
-            )
-        if processes is not None and not hasattr(os, "fork"):
-            raise pytest.UsageError("fleet: --mp needs os.fork (Linux, macOS); use --mt here")
-        from fleet.capture import CaptureFixtures
-        from fleet.report import allure, timeline
-        from fleet.report.monitor import FixtureTimes
-        from fleet.run import ThreadRun
-
-        slow_after = config.getoption("fleet_slow_after")
-        if not slow_after > 0:
-            raise pytest.UsageError(f"fleet: --slow-after takes a number of seconds above 0, not {slow_after:g}")
-        if config.getoption("fleet_timeline"):
-            timeline.check_path(config.getoption("fleet_timeline"))
-        config.pluginmanager.register(FixtureTimes(), "fleet-fixture-times")
-        allure.make_thread_safe(config, processes is not None)
-
-        config.pluginmanager.register(CaptureFixtures(), "fleet-capture-fixtures")
-        config.pluginmanager.register(
-            ThreadRun(config, threads, unit, division, processes), "fleet-run"
-        )
-        if processes is not None:
-            from fleet.execute.process_worker import quiet_if_spawned
-
-            quiet_if_spawned(config)
+        _start_parallel(config, threads, processes, unit, division)
     config.pluginmanager.register(environment, "fleet-environment")
-    config.pluginmanager.register(project, "fleet-project")
+    config.pluginmanager.register(login, "fleet-login")
     # Registered after pytest-xdist's, so fleet's win while fleet runs.
     if parallel or not config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(worker, "fleet-worker")
+
+
+def _start_parallel(config: pytest.Config, threads, processes, unit, division) -> None:
+    from fleet import adapters
+    from fleet.execute.processes.launch import quiet_if_spawned
+    from fleet.report import timeline
+    from fleet.report.monitor import FixtureTimes
+    from fleet.run import ParallelRun
+    from fleet.state import internals
+    from fleet.state.capture import CaptureFixtures
+    from fleet.state.setupstate import SharedSetupState
+
+    flag = "--mp" if processes is not None else "--mt"
+    problem = internals.check(SharedSetupState.INTERFACE)
+    if problem:
+        raise pytest.UsageError(problem.replace("without --mt", f"without {flag}"))
+    if config.getoption("usepdb", False):
+        raise pytest.UsageError(f"fleet: --pdb needs one test at a time; run it without {flag}")
+    if config.getoption("numprocesses", None) and config.getoption("dist", "no") != "no":
+        raise pytest.UsageError(
+            f"fleet: {flag} and pytest-xdist's -n both parallelise the run; use one of them"
+        )
+    if processes is not None and not hasattr(os, "fork"):
+        raise pytest.UsageError("fleet: --mp needs os.fork (Linux, macOS); use --mt here")
+    slow_after = config.getoption("fleet_slow_after")
+    if not slow_after > 0:
+        raise pytest.UsageError(f"fleet: --slow-after takes a number of seconds above 0, not {slow_after:g}")
+    if config.getoption("fleet_timeline"):
+        timeline.check_path(config.getoption("fleet_timeline"))
+    config.pluginmanager.register(FixtureTimes(), "fleet-fixture-times")
+    adapters.configure(config, processes is not None)
+    config.pluginmanager.register(CaptureFixtures(), "fleet-capture-fixtures")
+    config.pluginmanager.register(ParallelRun(config, threads, unit, division, processes), "fleet-run")
+    if processes is not None:
+        quiet_if_spawned(config)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,16 +1,29 @@
-"""Worker identity, as pytest-xdist offers it: ``worker_id`` and ``testrun_uid``.
+"""Worker identity: the names of workers, and ``worker_id``/``testrun_uid`` as
+pytest-xdist offers them.
 
 A pytest plugin module, registered while fleet runs threads and whenever
 pytest-xdist is absent (so xdist's own fixtures serve xdist's workers).
+Workers are named ``t0``, ``t1``, ... (threads of this process), ``p0``,
+``p1``, ... (worker processes) and ``p1t3`` (thread 3 of process 1).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from fleet.context import current
+from fleet.state.context import current
 
 testrun_uid_key = pytest.StashKey[str]()
+
+
+def thread_worker_names(count: int) -> list[str]:
+    """The worker threads of this process: ``t0``, ``t1``, ..."""
+    return [f"t{i}" for i in range(count)]
+
+
+def thread_names(process: str, threads: int) -> list[str]:
+    """The workers of one process: ``p1``, or ``p1t0``, ``p1t1``, ... with threads."""
+    return [f"{process}t{i}" for i in range(threads)] if threads > 1 else [process]
 
 
 @pytest.fixture(scope="session")

@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 
-from fleet.context import current
-from fleet.plan import Plan
-from fleet.report.monitor import RunMonitor
-from fleet.schedule import Scheduler
+from fleet.execute.events import RunEvents
+from fleet.plan.groups import Plan
+from fleet.plan.schedule import Scheduler
+from fleet.state.context import current
+from fleet.worker import thread_worker_names
 
 
 @dataclass
@@ -47,16 +48,12 @@ _WORKER_EXITED = object()
 SWITCH_INTERVAL = 0.05
 
 
-def worker_names(count: int) -> list[str]:
-    return [f"t{i}" for i in range(count)]
-
-
 class ThreadExecutor:
-    def __init__(self, session: pytest.Session, plan: Plan, workers: int, monitor: RunMonitor) -> None:
+    def __init__(self, session: pytest.Session, plan: Plan, workers: int, monitor: RunEvents) -> None:
         self.session = session
         self.monitor = monitor
         self.plan = plan
-        self.names = worker_names(workers)
+        self.names = thread_worker_names(workers)
         monitor.use_workers(self.names)
         self.scheduler = Scheduler(plan)
         self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()

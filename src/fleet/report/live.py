@@ -25,7 +25,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from fleet import internals
+from fleet.state import internals
 from fleet.report.monitor import RunMonitor
 
 OUTCOME_STYLES = {

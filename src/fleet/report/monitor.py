@@ -17,8 +17,8 @@ from typing import Any, Callable
 
 import pytest
 
-from fleet.context import current
-from fleet.sessionfixtures import is_project_fixture
+from fleet.state.context import current
+from fleet.state.session_fixtures import is_project_fixture
 
 TICK = 0.25  # seconds between two looks at what is running
 

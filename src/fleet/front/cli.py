@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from fleet import project
+from fleet.front import login, project_hooks
 
 USAGE = """\
 usage: fleet [run] [fleet options] [pytest options] [file_or_dir ...]
@@ -96,29 +96,29 @@ class ProgramName:
 
 
 def version_line() -> str:
-    from fleet import __version__
+    from importlib.metadata import version
 
-    return f"{PROGRAM} {__version__} (pytest {pytest.__version__})"
+    return f"{PROGRAM} {version('pytest-fleet')} (pytest {pytest.__version__})"
 
 
-def run_command(argv: list[str], login: Any = None) -> int:
+def run_command(argv: list[str], login_object: Any = None) -> int:
     """The fleet command: the project's hooks.py around a pytest run."""
     if argv.count("--version") + argv.count("-V") == 1:
         sys.stdout.write(version_line() + "\n")
         return 0
-    project.load_hooks(Path.cwd())
+    project_hooks.load_hooks(Path.cwd())
     if "-h" in argv or "--help" in argv:
         sys.stdout.write(USAGE + "\n")
         sys.stdout.flush()
     try:
-        args = translate(project.apply_commands(argv))
+        args = translate(project_hooks.apply_commands(argv))
     except (CommandError, pytest.UsageError) as error:
         sys.stderr.write(f"ERROR: {error}\n")
         return int(pytest.ExitCode.USAGE_ERROR)
     plugins: list[Any] = [ProgramName()]
-    if login is not None:
-        plugins.append(project.LoginPlugin(login))
-    with project.around_run():
+    if login_object is not None:
+        plugins.append(login.LoginPlugin(login_object))
+    with project_hooks.around_run():
         try:
             code = pytest.main(args, plugins=plugins)
             sys.stdout.flush()

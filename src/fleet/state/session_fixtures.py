@@ -24,16 +24,15 @@ import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import pytest
 
-from fleet import internals
-from fleet.capture import collect_output
-from fleet.context import current
-from fleet.plan import Plan
-from fleet.scopes import FixtureSlots, SharedSetupState, depends_on_worker
-
+from fleet.state import internals
+from fleet.state.capture import collect_output
+from fleet.state.context import current
+from fleet.state.fixtures import FixtureSlots, depends_on_worker
+from fleet.state.setupstate import SharedSetupState
 
 
 @dataclass
@@ -63,11 +62,11 @@ def _is_project_function(function: Any, rootpath: Path) -> bool:
     return source.is_relative_to(rootpath) and "site-packages" not in source.parts
 
 
-def wanted(plan: Plan, rootpath: Path) -> Iterator[tuple[int, str, Any]]:
+def wanted(items: Sequence[pytest.Item], rootpath: Path) -> Iterator[tuple[int, str, Any]]:
     """(index of the first test using it, name, definition) per instance to make."""
     seen: set[tuple[Any, Any]] = set()
     bound: dict[Any, bool] = {}
-    for index, item in enumerate(plan.items):
+    for index, item in enumerate(items):
         if not isinstance(item, pytest.Function):
             continue
         definitions = internals.fixture_definitions(item)
@@ -88,11 +87,11 @@ def wanted(plan: Plan, rootpath: Path) -> Iterator[tuple[int, str, Any]]:
                 yield index, name, fixturedef
 
 
-def worker_bound(plan: Plan, rootpath: Path) -> dict[str, str]:
+def worker_bound(items: Sequence[pytest.Item], rootpath: Path) -> dict[str, str]:
     """Session fixtures the tests use that depend on ``worker_id``: name -> reason."""
     found: dict[str, str] = {}
     checked: set[Any] = set()
-    for item in plan.items:
+    for item in items:
         definitions = internals.fixture_definitions(item)
         for name in getattr(item, "fixturenames", ()):
             chain = definitions.get(name)
@@ -105,12 +104,12 @@ def worker_bound(plan: Plan, rootpath: Path) -> dict[str, str]:
     return found
 
 
-def make(session: pytest.Session, plan: Plan, setupstate: SharedSetupState, live: bool) -> list[Made]:
+def make(session: pytest.Session, items: Sequence[pytest.Item], setupstate: SharedSetupState, live: bool) -> list[Made]:
     """In the first worker: set the fixtures up and pickle what can be handed over."""
     setupstate.setup_session(session)
     made: list[Made] = []
-    for index, name, fixturedef in wanted(plan, session.config.rootpath):
-        item = plan.items[index]
+    for index, name, fixturedef in wanted(items, session.config.rootpath):
+        item = items[index]
         current.item, current.item_slots = item, {}
         value: bytes | None = None
         reason = ""
@@ -134,12 +133,12 @@ def make(session: pytest.Session, plan: Plan, setupstate: SharedSetupState, live
     return made
 
 
-def hand_over(session: pytest.Session, plan: Plan, slots: FixtureSlots, made: list[Made]) -> None:
+def hand_over(session: pytest.Session, items: Sequence[pytest.Item], slots: FixtureSlots, made: list[Made]) -> None:
     """In the controller, before the other workers start: give them the values."""
     for entry in made:
         if entry.value is None:
             continue
-        item = plan.items[entry.index]
+        item = items[entry.index]
         fixturedef = internals.fixture_definitions(item)[entry.argname][-1]
         cache_key = internals.fixture_cache_key(item, fixturedef, entry.argname)
         slots.preset(fixturedef, session, cache_key, pickle.loads(entry.value))

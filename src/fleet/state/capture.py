@@ -22,8 +22,8 @@ from typing import Any, Generator, Iterator, NamedTuple
 
 import pytest
 
-from fleet import internals
-from fleet.context import current
+from fleet.state import internals
+from fleet.state.context import current
 
 
 def _buffer() -> io.TextIOWrapper:

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from fleet.yamlfile import load_yaml
+from fleet.front.yamlfile import load_yaml
 
 CONFIG_FILE = "conf/config.yaml"
 

@@ -33,10 +33,12 @@ from typing import Any
 
 import pytest
 
-from fleet import internals
-from fleet.context import current
 from fleet.report.monitor import RunMonitor
-from fleet.scopes import instance_of
+from fleet.state import internals
+from fleet.state.context import current
+from fleet.state.fixtures import instance_of
+
+PLUGIN = "allure_listener"
 
 TOUCHPOINTS = [
     ("allure_pytest.listener", "AllureListener.__init__:allure_logger"),
@@ -53,7 +55,7 @@ TOUCHPOINTS = [
 
 
 def listener(config: pytest.Config) -> Any | None:
-    return config.pluginmanager.get_plugin("allure_listener")
+    return config.pluginmanager.get_plugin(PLUGIN)
 
 
 def check() -> str | None:
@@ -163,16 +165,11 @@ def _worker_label() -> Any:
     return WorkerLabel()
 
 
-def make_thread_safe(config: pytest.Config, processes: bool) -> None:
-    """Called at configure, before any test runs (and before workers fork).
-
-    Does nothing, and imports nothing of Allure's, unless allure-pytest is
-    loaded in this run.
-    """
-    found = listener(config)
-    if found is None:
-        return
+def configure(config: pytest.Config, processes: bool) -> None:
+    """Before any test runs (and before workers fork); allure-pytest is loaded."""
     import allure_commons
+
+    found = listener(config)
 
     problem = check()
     if problem:
@@ -183,7 +180,22 @@ def make_thread_safe(config: pytest.Config, processes: bool) -> None:
     allure_commons.plugin_manager.register(plugin, "fleet-allure-worker-label")
     config.add_cleanup(lambda: allure_commons.plugin_manager.unregister(plugin))
     if processes:
-        config.pluginmanager.register(HandedOverFixtures(config), "fleet-allure-handed-over")
+        config.pluginmanager.register(HandedOverFixtures(config), HANDED_OVER)
+
+
+HANDED_OVER = "fleet-allure-handed-over"
+
+
+def watch(config: pytest.Config, monitor: RunMonitor, items: list[pytest.Item]) -> None:
+    """The run starts: the controller writes what no worker can."""
+    config.pluginmanager.register(ControllerResults(monitor, items), "fleet-allure-results")
+
+
+def worker_finishing(config: pytest.Config, made: list[Any]) -> None:
+    """A worker process ends: containers for the session fixtures it was handed."""
+    handed_over = config.pluginmanager.get_plugin(HANDED_OVER)
+    if handed_over is not None:
+        handed_over.write(made)
 
 
 class HandedOverFixtures:

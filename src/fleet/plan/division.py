@@ -23,7 +23,7 @@ from typing import Any, Hashable, Sequence
 
 import pytest
 
-from fleet.yamlfile import load_yaml
+from fleet.front.yamlfile import load_yaml
 
 STRATEGY_FILES = ("conf/dist_strategy.yaml", "conf/aomaker.yaml")
 

@@ -29,47 +29,7 @@ from typing import Any, Callable, Generator, Iterator
 
 import pytest
 
-MARK = "test_timeout(seconds): fail this test when it runs longer than seconds (0: no limit)."
-
-
-def add_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
-    group.addoption(
-        "--test-timeout",
-        dest="fleet_test_timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="fail a test that runs longer than SECONDS; in worker processes its "
-        "worker is killed and replaced (default: ini test_timeout, else none).",
-    )
-    parser.addini("test_timeout", "fleet: default --test-timeout in seconds (0: none).")
-
-
-def default_timeout(config: pytest.Config) -> float:
-    value = config.getoption("fleet_test_timeout")
-    if value is None:
-        raw = str(config.getini("test_timeout") or "0").strip()
-        try:
-            value = float(raw)
-        except ValueError:
-            raise pytest.UsageError(
-                f"fleet: test_timeout = {raw!r} in the ini file is not a number of seconds"
-            ) from None
-    if value < 0:
-        raise pytest.UsageError(f"fleet: --test-timeout must be 0 or more seconds, not {value:g}")
-    return float(value)
-
-
-def timeout_for(item: pytest.Item, default: float) -> float:
-    mark = item.get_closest_marker("test_timeout")
-    if mark is None:
-        return default
-    value = mark.args[0] if mark.args else mark.kwargs.get("seconds", 0)
-    try:
-        return max(0.0, float(value))
-    except (TypeError, ValueError):
-        return default
-
+from fleet.front.options import default_timeout, timeout_for
 
 def describe(seconds: float) -> str:
     return f"Timeout: the test ran longer than {seconds:g} s (--test-timeout)"

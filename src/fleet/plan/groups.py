@@ -18,7 +18,8 @@ from typing import Callable, Hashable, Sequence
 
 import pytest
 
-GROUP_UNITS = ("module", "class", "function")
+from fleet.front.options import GROUP_UNITS  # noqa: F401 (what unit may be)
+
 # Fixtures that capture at file-descriptor level: fds are shared by every
 # thread of a process, so a test using one must run while no other test runs.
 PROCESS_WIDE_FIXTURES = frozenset({"capfd", "capfdbinary", "capteesys"})

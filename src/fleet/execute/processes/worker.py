@@ -17,26 +17,28 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 import traceback
 from collections import deque
 from multiprocessing.connection import Connection
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
-from fleet import internals, project, sessionfixtures, timeouts
-from fleet.capture import ThreadCapture
-from fleet.context import current
-from fleet.execute import wire
-from fleet.logs import ThreadLogCapture
-from fleet.plan import Plan
-from fleet.scopes import FixtureSlots, SharedSetupState
-from fleet.threadwarnings import ThreadWarnings
+from fleet import adapters
+from fleet.execute import timeouts
+from fleet.execute.processes import wire
+from fleet.execute.processes.launch import spawned_identity
+from fleet.front import login
+from fleet.plan.groups import Plan
+from fleet.state import internals, session_fixtures
+from fleet.state.context import current
+from fleet.state.fixtures import FixtureSlots
+from fleet.state.install import ThreadOutput
+from fleet.state.setupstate import SharedSetupState
+from fleet.worker import thread_names
 
 PR_SET_PDEATHSIG = 1
 
@@ -102,7 +104,7 @@ class WorkerProcess:
         self.conn = conn
         self.make_session_fixtures = make_session_fixtures
         # session fixture values the first worker made, handed to this one
-        self.made: list[sessionfixtures.Made] = []
+        self.made: list[session_fixtures.Made] = []
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._queued: deque[_Chain] = deque()
@@ -136,20 +138,14 @@ class WorkerProcess:
         setupstate = SharedSetupState(())
         internals.set_setupstate(self.session, setupstate)
         self.setupstate = setupstate
-        capture = ThreadCapture(self.config)
-        for state in (
-            capture,
-            ThreadLogCapture(self.config),
-            ThreadWarnings(),
-            internals.CurrentTestVariable(),
-        ):
-            state.install()  # never uninstalled: the process ends with os._exit
+        output = ThreadOutput(self.config)
+        output.install()  # never uninstalled: the process ends with os._exit
         self.config.pluginmanager.register(_WarningForwarder(), "fleet-warning-forwarder")
         timeout_plugin = self.config.pluginmanager.get_plugin("fleet-timeouts")
         if timeout_plugin is not None:
             timeout_plugin.watchdog = timeouts.Watchdog(self._timed_out)
         if self.make_session_fixtures:
-            made = sessionfixtures.make(self.session, self.plan, setupstate, capture.live)
+            made = session_fixtures.make(self.session, self.plan.items, setupstate, output.capture.live)
             self._send(("made", made))
         runners = [
             threading.Thread(target=self._runner, args=(name,), name=f"fleet-{name}", daemon=True)
@@ -161,12 +157,11 @@ class WorkerProcess:
         for runner in runners:
             runner.join()
         extra = self._final_teardown()
-        handed_over = self.config.pluginmanager.get_plugin("fleet-allure-handed-over")
-        if self.made and handed_over is not None:
-            handed_over.write(self.made)
+        if self.made:
+            adapters.notify(self.config, "worker_finishing", made=self.made)
         rootpath = self.config.rootpath
         made_here = sorted(
-            {f.argname for f in self.slots.made_here if sessionfixtures.is_project_fixture(f, rootpath)}
+            {f.argname for f in self.slots.made_here if session_fixtures.is_project_fixture(f, rootpath)}
         )
         self._send(("bye", extra, made_here))
 
@@ -180,10 +175,10 @@ class WorkerProcess:
             if tag == "run":
                 self._take_chain(message[1])
             elif tag == "made":  # a spawned worker: the values forked ones inherit
-                sessionfixtures.hand_over(self.session, self.plan, self.slots, message[1])
+                session_fixtures.hand_over(self.session, self.plan.items, self.slots, message[1])
                 self.made = message[1]
             elif tag == "login":  # a spawned worker: the controller's login
-                self.config.stash[project.login_key] = message[1]
+                self.config.stash[login.login_key] = message[1]
             elif tag == "give back":
                 self._send(("returned", self._give_back(everything=False)))
             elif tag == "stop":
@@ -326,68 +321,6 @@ def _become_worker(controller_pid: int, environment: dict[str, str]) -> None:
     os.environ.update(environment)
 
 
-SPAWNED = "FLEET_SPAWNED_WORKER"
-
-
-def thread_names(process: str, threads: int) -> list[str]:
-    """The workers of one process: ``p1``, or ``p1t0``, ``p1t1``, ... with threads."""
-    return [f"{process}t{i}" for i in range(threads)] if threads > 1 else [process]
-
-
-# Options that act once for the whole run, in the controller: a spawned
-# worker repeating them would undo the controller's work (empty the Allure
-# results directory while other workers write to it).
-CONTROLLER_ONLY_FLAGS = ("--clean-alluredir",)
-
-
-def spawn_worker(
-    config: pytest.Config, name: str, threads: int, make: bool, uid: str, count: int
-) -> tuple[Any, Any]:
-    """Start ``python -m pytest`` with the run's arguments as worker ``name``.
-
-    It collects on its own, says what it collected, and becomes a worker
-    (:func:`run_spawned`). Returns (process, connection).
-    """
-    ours, theirs = socket.socketpair()
-    params = config.invocation_params
-    env = dict(
-        os.environ,
-        FLEET_TESTRUNUID=uid,
-        FLEET_WORKER_COUNT=str(count),
-        **{SPAWNED: f"{name}:{theirs.fileno()}:{os.getpid()}:{threads}:{int(make)}"},
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *(a for a in params.args if a not in CONTROLLER_ONLY_FLAGS)],
-        cwd=params.dir,
-        env=env,
-        pass_fds=[theirs.fileno()],
-        stdin=subprocess.DEVNULL,
-    )
-    theirs.close()
-    return process, Connection(ours.detach())
-
-
-def spawned_identity_present() -> bool:
-    return bool(os.environ.get(SPAWNED))
-
-
-def quiet_if_spawned(config: pytest.Config) -> None:
-    """A spawned worker writes no progress of its own: the controller does."""
-    if spawned_identity_present():
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            config.pluginmanager.unregister(reporter)
-
-
-def spawned_identity() -> tuple[str, int, int, int, bool] | None:
-    """(name, connection fd, controller pid, threads, makes session fixtures) in a spawned worker."""
-    raw = os.environ.pop(SPAWNED, None)
-    if not raw:
-        return None
-    name, fd, controller, threads, make = raw.split(":")
-    return name, int(fd), int(controller), int(threads), make == "1"
-
-
 def run_spawned(session: pytest.Session, plan: Plan, slots: FixtureSlots, uid: str) -> NoReturn:
     """In a spawned worker, after its own collection: report it, then work."""
     identity = spawned_identity()
@@ -401,16 +334,3 @@ def run_spawned(session: pytest.Session, plan: Plan, slots: FixtureSlots, uid: s
         "FLEET_TESTRUNUID": uid,
     }
     WorkerProcess(session, plan, slots, name, threads, environment, conn, make).main(controller)
-
-
-def fork_worker(start: Callable[[], NoReturn]) -> int:
-    """Fork; the child runs ``start`` (which never returns)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    pid = os.fork()
-    if pid == 0:
-        start()
-    return pid

@@ -15,7 +15,7 @@ from typing import Any, Generator
 
 import pytest
 
-from fleet import internals
+from fleet.state import internals
 
 
 class _Handlers(threading.local):

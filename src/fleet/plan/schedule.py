@@ -28,7 +28,7 @@ import threading
 from collections import Counter
 from typing import Hashable
 
-from fleet.plan import Plan
+from fleet.plan.groups import Plan
 
 
 class Scheduler:

@@ -1,21 +1,13 @@
-"""Run a plan in worker processes (each with one or more threads).
+"""Run a plan in worker processes (each with one or more threads): the controller.
 
-The controller (this process) collected and planned; it forks the workers
-(:mod:`fleet.execute.process_worker`), so they start with the same items
-without collecting again. The first worker sets up the session fixtures
-(:mod:`fleet.sessionfixtures`), the others are forked once their values are
-in place. From then on the controller hands out *chains* from the scheduler
-(a group's tests in order, or a batch of free tests), logs every report it
-gets back, and keeps each worker fed: up to one chain per thread plus one in
-reserve. A worker with nothing to do while another holds tests it has not
-started gets some of them: the other gives back its reserve and half of its
-free tests; a group is never split.
-
-A worker that dies (a signal, ``os._exit``, a timeout kill) is replaced, up
-to ``--max-worker-restart`` times. The test it was running fails with the
-cause; with several threads in the dead worker, each test that was running
-there runs again alone, and only the one that dies alone is reported as the
-crash. Tests it had not started go to the other workers.
+The controller (this process) collected and planned. It starts the workers
+(:mod:`.launch`); the first one sets up the session fixtures
+(:mod:`fleet.state.session_fixtures`), and the others start once their
+values are in place. From then on the controller hands out work
+(:mod:`.dispatch`), logs every report it gets back, one test at a time, so
+every reporting plugin sees a serial event stream, and replaces workers that
+die (:mod:`.crashes`), up to ``--max-worker-restart`` times. Messages are
+those of :mod:`.wire`.
 """
 
 from __future__ import annotations
@@ -23,96 +15,34 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from multiprocessing import Pipe
-from multiprocessing.connection import Connection, wait
-from typing import Any, Hashable
+from multiprocessing.connection import wait
+from typing import Any
 
 import pytest
 
-from fleet import project, sessionfixtures
-from fleet.execute import wire
-from fleet.execute.process_worker import WorkerProcess, fork_worker, spawn_worker, thread_names
-from fleet.plan import Plan
-from fleet.report.monitor import RunMonitor
-from fleet.schedule import Scheduler
-from fleet.scopes import FixtureSlots
-from fleet.timeouts import describe as describe_timeout
+from fleet.execute.events import RunEvents
+from fleet.execute.processes import crashes, wire
+from fleet.execute.processes.dispatch import Dispatcher, Worker
+from fleet.execute.processes.launch import (
+    SPAWN_COLLECT_TIMEOUT,
+    collection_difference,
+    describe_exit,
+    fork_worker,
+    spawn_worker,
+    start_method,
+)
+from fleet.execute.processes.worker import WorkerProcess
+from fleet.front import login
+from fleet.plan.groups import Plan
+from fleet.plan.schedule import Scheduler
+from fleet.state import session_fixtures
+from fleet.state.fixtures import FixtureSlots
+from fleet.worker import thread_names
 
-# Chains a worker holds beyond one per thread, so no thread waits for a round trip.
-RESERVE = 1
-# Free tests (in no group) per chain, at most.
-MAX_FREE_CHAIN = 32
 # How long Ctrl-C waits for running tests before the workers are killed.
 INTERRUPT_GRACE = 10.0
-
-
-@dataclass
-class Worker:
-    name: str
-    pid: int
-    conn: Connection
-    # chain number -> its tests not yet finished, in order
-    chains: dict[int, list[int]] = field(default_factory=dict)
-    affinity: Hashable | None = None
-    alone: int | None = None  # the one test it runs, to find out whether it crashes
-    asked_back: bool = False
-    may_give_back: bool = True
-    timed_out: tuple[int, str, float, str] | None = None
-    bye: bool = False
-    shutting_down: bool = False
-    process: Any = None  # the Popen of a spawned worker
-
-    def unfinished(self) -> list[int]:
-        return [index for chain in self.chains.values() for index in chain]
-
-    def unstarted(self, threads: int) -> int:
-        return sum(len(c) for c in self.chains.values()) - min(len(self.chains), threads)
-
-
-# How long a spawned worker may take to collect the suite.
-SPAWN_COLLECT_TIMEOUT = 600.0
-
-
-def start_method() -> str:
-    """Fork, unless threads already run here (a forked child would inherit
-    their locks, held) or ``FLEET_START_METHOD=spawn`` asks for fresh interpreters."""
-    chosen = os.environ.get("FLEET_START_METHOD")
-    if chosen in ("fork", "spawn"):
-        return chosen
-    return "fork" if threading.active_count() == 1 else "spawn"
-
-
-def _collection_difference(name: str, mine: list[str], theirs: list[str] | None) -> str:
-    if theirs is None:
-        return f"fleet: worker {name} did not report its collection (see its output above)"
-    for index, (a, b) in enumerate(zip(mine, theirs)):
-        if a != b:
-            return (
-                f"fleet: worker {name} collected a different suite: test {index + 1} is "
-                f"{b} there but {a} here (parametrize ids must not change between runs)"
-            )
-    return (
-        f"fleet: worker {name} collected a different suite: {len(theirs)} tests there, "
-        f"{len(mine)} here"
-    )
-
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def describe_exit(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        return f"signal {number} ({signal_name(number)})"
-    return f"exit code {os.WEXITSTATUS(status)}"
 
 
 class ProcessExecutor:
@@ -125,7 +55,7 @@ class ProcessExecutor:
         threads: int,
         max_restarts: int,
         testrun_uid: str,
-        monitor: RunMonitor,
+        events: RunEvents,
     ) -> None:
         self.session = session
         self.config = session.config
@@ -135,8 +65,9 @@ class ProcessExecutor:
         self.threads = threads
         self.max_restarts = max_restarts
         self.testrun_uid = testrun_uid
-        self.monitor = monitor
+        self.events = events
         self.scheduler = Scheduler(plan, exclusive_within_process=True)
+        self.dispatcher = Dispatcher(plan, self.scheduler, threads, self._send)
         self.workers: dict[str, Worker] = {}
         self.restarts = 0
         self.notes: list[str] = []
@@ -144,18 +75,12 @@ class ProcessExecutor:
         self._made_sections: dict[int, list[tuple[str, str]]] = {}
         self._owner: str | None = None  # the worker holding the real session fixtures
         self._made_names: set[str] = set()
-        self._made: list[sessionfixtures.Made] | None = None
+        self._made: list[session_fixtures.Made] | None = None
         self.start_method = start_method()
         self._others_started = False
         # why a session fixture a worker made while running tests was not made first
         self._late_reason = "it was requested while a test ran"
-        self._chain_numbers = 0
-        self._undispatched: Counter[Any] = Counter()
-        for item in plan.items:
-            for node in item.listchain()[1:-1]:
-                self._undispatched[node] += 1
         self._logged = [False] * len(plan.items)
-        self._isolate: list[int] = []
         self._raised: BaseException | None = None
         self._stopping = False
 
@@ -182,7 +107,7 @@ class ProcessExecutor:
             self._report_never_run()
 
     def _start(self, name: str, make_session_fixtures: bool = False) -> Worker:
-        self.monitor.use_workers(thread_names(name, self.threads))
+        self.events.use_workers(thread_names(name, self.threads))
         if self.start_method == "spawn":
             return self._spawn(name, make_session_fixtures)
         parent_end, child_end = Pipe()
@@ -205,18 +130,18 @@ class ProcessExecutor:
                 conn.close()
             process.main(controller)
 
-        pid = fork_worker(start)
+        handle = fork_worker(start)
         child_end.close()
-        worker = Worker(name, pid, parent_end)
+        worker = Worker(name, handle, parent_end)
         self.workers[name] = worker
         return worker
 
     def _spawn(self, name: str, make_session_fixtures: bool) -> Worker:
         """A fresh interpreter: it collects, and must collect what the controller did."""
-        process, conn = spawn_worker(
+        handle, conn = spawn_worker(
             self.config, name, self.threads, make_session_fixtures, self.testrun_uid, len(self.names)
         )
-        worker = Worker(name, process.pid, conn, process=process)
+        worker = Worker(name, handle, conn)
         self.workers[name] = worker
         collected = None
         if conn.poll(SPAWN_COLLECT_TIMEOUT):
@@ -227,9 +152,9 @@ class ProcessExecutor:
                 pass
         mine = [item.nodeid for item in self.plan.items]
         if collected != mine:
-            pytest.exit(_collection_difference(name, mine, collected), returncode=pytest.ExitCode.USAGE_ERROR)
-        if project.login_key in self.config.stash:
-            self._send(worker, ("login", self.config.stash[project.login_key]))
+            pytest.exit(collection_difference(name, mine, collected), returncode=pytest.ExitCode.USAGE_ERROR)
+        if login.login_key in self.config.stash:
+            self._send(worker, ("login", self.config.stash[login.login_key]))
         if self._made is not None and not make_session_fixtures:
             self._send(worker, ("made", self._made))
         return worker
@@ -241,12 +166,14 @@ class ProcessExecutor:
 
     def _loop(self) -> None:
         while True:
-            if self._others_started:
-                self._dispatch()
+            if self._others_started and not (self._stopping or self._raised is not None):
+                self.dispatcher.dispatch(
+                    [w for w in self.workers.values() if not w.shutting_down and w.timed_out is None]
+                )
             if self._done():
                 break
             self._receive(timeout=1.0)
-            self.monitor.tick()
+            self.events.tick()
         self._shutdown()
 
     def _receive(self, timeout: float | None, among: list[Worker] | None = None) -> bool:
@@ -270,20 +197,20 @@ class ProcessExecutor:
             return not busy
         if not self.workers:
             return True  # no worker left to run anything: _report_never_run
-        return self.scheduler.remaining == 0 and not self._isolate and not busy
+        return self.scheduler.remaining == 0 and not self.dispatcher.isolate and not busy
 
     # -- messages --------------------------------------------------------------
 
-    def _take_made(self, made: list[sessionfixtures.Made]) -> None:
+    def _take_made(self, made: list[session_fixtures.Made]) -> None:
         self._made = made
-        sessionfixtures.hand_over(self.session, self.plan, self.slots, made)
+        session_fixtures.hand_over(self.session, self.plan.items, self.slots, made)
         self._made_names = {entry.argname for entry in made}
         for entry in made:
             if entry.value is None:
                 self.per_process.setdefault(entry.argname, entry.reason)
             sections = [(f"Captured {k} setup", v) for k, v in entry.output.items() if v]
             self._made_sections.setdefault(entry.index, []).extend(sections)
-        self.per_process.update(sessionfixtures.worker_bound(self.plan, self.config.rootpath))
+        self.per_process.update(session_fixtures.worker_bound(self.plan.items, self.config.rootpath))
         self._start_the_others()
 
     def _handle(self, worker: Worker, message: tuple[Any, ...]) -> None:
@@ -292,7 +219,7 @@ class ProcessExecutor:
             self._take_made(message[1])
         elif tag == "started":
             _, index, name, at = message
-            self.monitor.started(name, self.plan.items[index].nodeid, at)
+            self.events.started(name, self.plan.items[index].nodeid, at)
         elif tag == "result":
             _, index, name, reports, warnings = message
             for data in warnings:
@@ -303,9 +230,9 @@ class ProcessExecutor:
             _, index, name, seconds, stack = message
             if index in worker.unfinished() and worker.timed_out is None:
                 worker.timed_out = (index, name, seconds, stack)
-                _kill(worker.pid)
+                worker.process.kill()
         elif tag == "returned":
-            self._returned(worker, message[1])
+            self.dispatcher.returned(worker, message[1])
         elif tag == "raised":
             _, index, name, returncode, text = message
             self._finish(worker, index)
@@ -326,31 +253,8 @@ class ProcessExecutor:
                     self.per_process.setdefault(argname, self._late_reason)
 
     def _finish(self, worker: Worker, index: int) -> None:
-        for number, chain in worker.chains.items():
-            if index in chain:
-                chain.remove(index)
-                if not chain:
-                    del worker.chains[number]
-                break
-        if worker.alone == index:
-            worker.alone = None
-        worker.affinity = self.plan.affinity[index]
+        worker.finished(index, self.plan.affinity[index])
         self.scheduler.done(index)
-
-    def _returned(self, worker: Worker, indices: list[int]) -> None:
-        worker.asked_back = False
-        if not indices:
-            worker.may_give_back = False
-            return
-        returned = set(indices)
-        for number in list(worker.chains):
-            worker.chains[number] = [i for i in worker.chains[number] if i not in returned]
-            if not worker.chains[number]:
-                del worker.chains[number]
-        for index in indices:
-            for node in self.plan.items[index].listchain()[1:-1]:
-                self._undispatched[node] += 1
-        self.scheduler.give_back(indices)
 
     # -- logging ---------------------------------------------------------------
 
@@ -374,7 +278,7 @@ class ProcessExecutor:
     def _log_failure(self, index: int, worker: str, text: str, kind: str) -> None:
         self.scheduler.done(index)
         item = self.plan.items[index]
-        started = self.monitor.since(worker, item.nodeid)
+        started = self.events.since(worker, item.nodeid)
         self._log(index, worker, [wire.failed_report(item, text, kind, started)])
 
     def _report_never_run(self) -> None:
@@ -388,67 +292,6 @@ class ProcessExecutor:
                     "not run",
                 )])
 
-    # -- handing out work ------------------------------------------------------
-
-    def _dispatch(self) -> None:
-        if self._stopping or self._raised is not None:
-            return
-        workers = sorted(
-            (w for w in self.workers.values() if not w.shutting_down and w.timed_out is None),
-            key=lambda w: len(w.chains),
-        )
-        for worker in workers:
-            if self._isolate and worker.alone is None and not worker.chains:
-                index = self._isolate.pop(0)
-                worker.alone = index
-                self._send_chain(worker, [index], alone=True)
-        if self._isolate:
-            return
-        # One chain per worker per round, so the first workers do not take it all.
-        open_workers = [w for w in workers if w.alone is None]
-        while open_workers:
-            for worker in list(open_workers):
-                chain = []
-                if len(worker.chains) < self.threads + RESERVE:
-                    chain = self.scheduler.take_chain(worker.affinity, self._free_chain_length())
-                if chain:
-                    self._send_chain(worker, chain)
-                else:
-                    open_workers.remove(worker)
-        if any(len(w.chains) < self.threads for w in workers if w.alone is None):
-            self._ask_back(workers)
-
-    def _free_chain_length(self) -> int:
-        slots = len(self.workers) * self.threads
-        return max(1, min(MAX_FREE_CHAIN, self.scheduler.remaining // (slots * 4)))
-
-    def _send_chain(self, worker: Worker, chain: list[int], alone: bool = False) -> None:
-        entries = []
-        for index in chain:
-            closing = []
-            for depth, node in enumerate(self.plan.items[index].listchain()[1:-1], start=1):
-                if alone:
-                    closing.append(depth)
-                    continue
-                self._undispatched[node] -= 1
-                if self._undispatched[node] == 0:
-                    closing.append(depth)
-            entries.append((index, tuple(closing)))
-        self._chain_numbers += 1
-        worker.chains[self._chain_numbers] = list(chain)
-        worker.may_give_back = True
-        self._send(worker, ("run", entries))
-
-    def _ask_back(self, workers: list[Worker]) -> None:
-        victims = [
-            w for w in workers
-            if not w.asked_back and w.may_give_back and w.alone is None and w.unstarted(self.threads) > 1
-        ]
-        if victims:
-            victim = max(victims, key=lambda w: w.unstarted(self.threads))
-            victim.asked_back = True
-            self._send(victim, ("give back",))
-
     def _send(self, worker: Worker, message: tuple[Any, ...]) -> None:
         try:
             worker.conn.send(message)
@@ -460,7 +303,7 @@ class ProcessExecutor:
             return
         self._stopping = True
         self.scheduler.stop()
-        self._isolate.clear()
+        self.dispatcher.isolate.clear()
         for worker in self.workers.values():
             self._send(worker, ("stop",))
 
@@ -469,8 +312,7 @@ class ProcessExecutor:
     def _lost(self, worker: Worker) -> None:
         del self.workers[worker.name]
         worker.conn.close()
-        status = _reap(worker)
-        cause = describe_exit(status)
+        cause = describe_exit(worker.process.reap())
         if worker.bye:
             return
         if not self._others_started:
@@ -485,49 +327,19 @@ class ProcessExecutor:
                     f"worker {worker.name} died ({cause}); the session fixtures it made "
                     "were not torn down"
                 )
-        unfinished = worker.unfinished()
-        if worker.timed_out is not None:
-            index, _, seconds, stack = worker.timed_out
-            name = self._thread_running(worker.name, index)
-            text = f"{describe_timeout(seconds)}; worker {worker.name} was killed and replaced"
-            self.monitor.marker(name, "timeout", f"{self.plan.items[index].nodeid}: {text}")
-            if stack:
-                text += f"\n\nWhere it was:\n{stack}"
-            self._log_failure(index, name, text, "timeout")
-            unfinished.remove(index)
-            self._requeue(unfinished)
-        elif worker.shutting_down and not unfinished:
-            self.notes.append(f"worker {worker.name} crashed while tearing down ({cause})")
-            return
-        else:
-            suspects = [chain[0] for chain in list(worker.chains.values())[: self.threads]]
-            if worker.alone is not None:
-                suspects = [worker.alone]
-            if not suspects:
-                pass  # it died between tests
-            elif len(suspects) == 1:
-                index = suspects[0]
-                thread = self._thread_running(worker.name, index)
-                text = f"worker {worker.name} crashed: {cause} while running {self.plan.items[index].nodeid}"
-                self.monitor.marker(thread, "crash", text)
-                self._log_failure(index, thread, text, "crash")
-            else:
-                for index in suspects:
-                    self.monitor.lost_attempt(
-                        self.plan.items[index],
-                        self._thread_running(worker.name, index),
-                        f"worker {worker.name} crashed ({cause}) while it ran this test and "
-                        f"{len(suspects) - 1} more on threads; it runs again alone",
-                    )
-                self._isolate.extend(suspects)
-                self.notes.append(
-                    f"worker {worker.name} crashed ({cause}) running {len(suspects)} tests "
-                    "on threads; each ran again alone to find the one that crashed"
-                )
-            self._requeue([i for i in unfinished if i not in suspects])
+        verdict = crashes.judge(worker, cause, self.threads, self.plan, self._thread_running)
+        for thread, kind, text in verdict.markers:
+            self.events.marker(thread, kind, text)
+        for index, thread, text, kind in verdict.failures:
+            self._log_failure(index, thread, text, kind)
+        for index, thread, text in verdict.lost_attempts:
+            self.events.lost_attempt(self.plan.items[index], thread, text)
+        self.dispatcher.isolate.extend(verdict.isolate)
+        self.notes.extend(verdict.notes)
+        self.dispatcher.requeue(verdict.requeue)
         if self._stopping or self._raised is not None:
             return
-        if self.restarts < self.max_restarts and (self.scheduler.remaining or self._isolate):
+        if self.restarts < self.max_restarts and (self.scheduler.remaining or self.dispatcher.isolate):
             self.restarts += 1
             what = "was killed after a timeout" if worker.timed_out else f"crashed ({cause})"
             self.notes.append(
@@ -535,22 +347,15 @@ class ProcessExecutor:
                 f"({self.restarts} of --max-worker-restart {self.max_restarts})"
             )
             self._start(worker.name)
-            self.monitor.marker(thread_names(worker.name, self.threads)[0], "restart", f"worker {worker.name} replaced")
+            self.events.marker(thread_names(worker.name, self.threads)[0], "restart", f"worker {worker.name} replaced")
 
     def _thread_running(self, process: str, index: int) -> str:
         """The worker thread of ``process`` that was running test ``index``."""
         nodeid = self.plan.items[index].nodeid
         for name in thread_names(process, self.threads):
-            if self.monitor.since(name, nodeid) is not None:
+            if self.events.since(name, nodeid) is not None:
                 return name
         return process
-
-    def _requeue(self, indices: list[int]) -> None:
-        for index in indices:
-            for node in self.plan.items[index].listchain()[1:-1]:
-                self._undispatched[node] += 1
-        if indices:
-            self.scheduler.give_back(indices)
 
     # -- the end ---------------------------------------------------------------
 
@@ -568,7 +373,7 @@ class ProcessExecutor:
         while any(w.name in self.workers for w in group):
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             received = self._receive(timeout, group)
-            self.monitor.tick()
+            self.events.tick()
             if not received and deadline is not None:
                 return
 
@@ -591,8 +396,8 @@ class ProcessExecutor:
     def _kill_all(self) -> None:
         """No worker outlives the run."""
         for worker in list(self.workers.values()):
-            _kill(worker.pid)
-            _reap(worker)
+            worker.process.kill()
+            worker.process.reap()
             worker.conn.close()
         self.workers.clear()
 
@@ -606,20 +411,3 @@ class _Terminated(KeyboardInterrupt):
 
 def _terminated(signum: int, frame: Any) -> None:
     raise _Terminated()
-
-
-def _reap(worker: Worker) -> int:
-    try:
-        _, status = os.waitpid(worker.pid, 0)
-    except ChildProcessError:
-        status = 0
-    if worker.process is not None:
-        worker.process.returncode = os.waitstatus_to_exitcode(status)
-    return status
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

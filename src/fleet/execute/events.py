@@ -1,0 +1,34 @@
+"""What executors tell the rest of fleet while they run: the one interface from
+execute/ to report/.
+
+An executor does not import the reports; it is given something with these
+methods (the run's :class:`fleet.report.monitor.RunMonitor`) and calls them as
+things happen. Everything else the reports learn from the test reports the
+executor logs through pytest's hooks.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import pytest
+
+
+class RunEvents(Protocol):
+    def use_workers(self, names: list[str]) -> None:
+        """These workers exist (in the order they should be shown)."""
+
+    def started(self, worker: str, nodeid: str, at: float) -> None:
+        """``worker`` started the test ``nodeid`` at ``at`` (``time.time()``)."""
+
+    def since(self, worker: str, nodeid: str) -> float | None:
+        """When ``worker`` started ``nodeid``, if it is still running it."""
+
+    def marker(self, worker: str, kind: str, text: str) -> None:
+        """Something happened to ``worker``: ``crash``, ``timeout``, ``restart``."""
+
+    def lost_attempt(self, item: pytest.Item, worker: str, text: str) -> None:
+        """A run of ``item`` was lost in a crash; it runs again."""
+
+    def tick(self) -> None:
+        """Called at least once a second by the executor's main loop."""

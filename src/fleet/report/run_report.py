@@ -1,0 +1,64 @@
+"""The reports of one parallel run beyond pytest's own, brought together.
+
+The run's record (:class:`~fleet.report.monitor.RunMonitor`), registered so it
+reads every report the executor logs; the live view while tests run; the
+``--timeline`` file; and the ``fleet`` section at the end of the terminal
+summary. Registered as a plugin by the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import pytest
+
+from fleet import adapters
+from fleet.report import timeline, utilisation
+from fleet.report.live import Progress
+from fleet.report.monitor import RunMonitor
+
+
+class RunReport:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.monitor: RunMonitor | None = None
+        self.notes: list[str] = []
+        self.per_process: dict[str, str] = {}
+
+    def watch(self, items: Sequence[pytest.Item]) -> RunMonitor:
+        """The run's record, from now on reading every report logged."""
+        monitor = self.monitor = RunMonitor(len(items))
+        self.config.pluginmanager.register(monitor, "fleet-monitor")
+        adapters.notify(self.config, "watch", monitor=monitor, items=items)
+        return monitor
+
+    @contextlib.contextmanager
+    def live(self) -> Iterator[None]:
+        """The live view (on a terminal) or SLOW lines, while tests run."""
+        assert self.monitor is not None
+        progress = Progress(self.config, self.monitor)
+        progress.start()
+        try:
+            yield
+        finally:
+            progress.stop()
+            self.monitor.finish()
+
+    def finished(self, notes: list[str], per_process: dict[str, str]) -> None:
+        """What the executor has to say, and the timeline file."""
+        self.notes, self.per_process = notes, per_process
+        path = self.config.getoption("fleet_timeline")
+        if path and self.monitor is not None:
+            timeline.write(Path(path), self.monitor)  # checked at configure
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.monitor is None:
+            return
+        terminalreporter.section("fleet", sep="-")
+        for line in self.notes + utilisation.summary(self.monitor, self.per_process):
+            terminalreporter.line(line)
+        path = self.config.getoption("fleet_timeline")
+        if path:
+            terminalreporter.line(f"timeline: {path}")
