@@ -20,9 +20,14 @@ How pytest's junit shows each outcome (pytest 8, both junit families):
     error(collection) <error message="collection failure"> (classname "", name = module)
     skipped          <skipped type="pytest.skip">
     xfailed          <skipped type="pytest.xfail">
-    xpassed          strict: <failure message="[XPASS(strict)] ...">; non-strict:
+    xpassed(strict)  <failure message="[XPASS(strict)] ...">
+    xpassed          non-strict:
                      indistinguishable from passed in junit, so compare.py adds
                      -rX and reads the XPASS lines of the short test summary.
+
+Duplicates: an id may have several <testcase> entries (above); a mode with
+more entries for an id than serial counts it as "dup". The number of
+<testcase> elements is shown as "junit".
 
 An id whose entries are several (failed call + teardown error) gets the outcome
 "failed+error(teardown)" (entries sorted, so their order does not matter).
@@ -99,8 +104,11 @@ def entry_outcome(case: ET.Element) -> tuple[str, str, str]:
     return "passed", "", ""
 
 
-def parse_junit(path: Path) -> tuple[dict, int, str | None]:
-    """{id: [(outcome, message, text), ...]}, number of <testcase>s, parse error."""
+def parse_junit(path: Path, normalize: list[re.Pattern] = ()) -> tuple[dict, int, str | None]:
+    """{id: [(outcome, message, text), ...]}, number of <testcase>s, parse error.
+
+    ``normalize``: patterns replaced by ``<*>`` in ids (ids that embed a time,
+    a random value or an address differ from run to run whatever the runner)."""
     tests: dict[str, list] = collections.defaultdict(list)
     try:
         root = ET.parse(path).getroot()
@@ -110,11 +118,13 @@ def parse_junit(path: Path) -> tuple[dict, int, str | None]:
     for case in root.iter("testcase"):
         count += 1
         tid = f"{case.get('classname', '')}::{case.get('name', '')}"
+        for pattern in normalize:
+            tid = pattern.sub("<*>", tid)
         tests[tid].append(entry_outcome(case))
     return dict(tests), count, None
 
 
-def xpass_ids(output: str) -> set[str]:
+def xpass_ids(output: str, normalize: list[re.Pattern] = ()) -> set[str]:
     """Ids of the XPASS lines in pytest's short test summary (-rX)."""
     found = set()
     for line in output.splitlines():
@@ -122,7 +132,10 @@ def xpass_ids(output: str) -> set[str]:
             rest = line[len("XPASS "):]
             nodeid = rest.split(" - ", 1)[0].strip()
             nodeid = nodeid.split(" ", 1)[0] if "[" not in nodeid else nodeid
-            found.add(mangle_nodeid(nodeid))
+            tid = mangle_nodeid(nodeid)
+            for pattern in normalize:
+                tid = pattern.sub("<*>", tid)
+            found.add(tid)
     return found
 
 
@@ -198,7 +211,8 @@ def run_one(label: str, index: int, args: list[str], opts, outdir: Path) -> dict
         m = SUMMARY_RE.match(line.strip())
         if m:
             summary = m.group(1)
-    tests, count, parse_error = parse_junit(junit) if junit.exists() else ({}, 0, "no junit file")
+    norm = [re.compile(p) for p in opts.normalize_id]
+    tests, count, parse_error = parse_junit(junit, norm) if junit.exists() else ({}, 0, "no junit file")
     tail = [line for line in output.splitlines() if line.strip()][-12:]
     return {
         "label": label,
@@ -213,7 +227,7 @@ def run_one(label: str, index: int, args: list[str], opts, outdir: Path) -> dict
         "junit_error": parse_error,
         "summary": summary,
         "tail": tail if (hang or parse_error or not summary) else [],
-        "tests": outcomes_of(tests, xpass_ids(output)),
+        "tests": outcomes_of(tests, xpass_ids(output, norm)),
     }
 
 
@@ -311,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900, help="seconds per run before it is killed as HANG")
     ap.add_argument("--rerun-serial", type=int, default=0, metavar="N",
                     help="run serial N more times; tests whose serial outcome varies are flaky, not blamed on modes")
+    ap.add_argument("--normalize-id", action="append", default=[], metavar="REGEX",
+                    help="replace REGEX by <*> in test ids (ids embedding times or random values; repeatable)")
     ap.add_argument("--env", action="append", default=[], metavar="VAR=VALUE", help="extra environment variable")
     ap.add_argument("--out", default=None, help="output directory (junit, logs, result JSON); "
                     "default: <suite>/.field-compare")

@@ -27,7 +27,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -94,7 +93,9 @@ def build_venv(suite: dict, field: Path, python: str, fleet_src: Path, rebuild: 
     archive = (field / "src" / suite["name"] / ".extracted").read_text().strip()
     archive_path = field / "dl" / "sdists" / archive
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    if not (venv / ".built").exists():
+    spec = json.dumps({"sdist": suite["sdist"], "deps": suite["deps"]}, sort_keys=True)
+    built = venv / ".built"
+    if not built.exists():
         shutil.rmtree(venv, ignore_errors=True)
         log.write_text("")
         print(f"[{suite['name']}] building {venv} (log {log})", file=sys.stderr, flush=True)
@@ -102,7 +103,12 @@ def build_venv(suite: dict, field: Path, python: str, fleet_src: Path, rebuild: 
         sh(pip + ["-U", "pip"], log)
         # the project from its sdist, its test deps, pytest (fleet's range) and fleet's deps
         sh(pip + [str(archive_path), *suite["deps"], "pytest>=8,<10", str(fleet_src)], log)
-        (venv / ".built").write_text(time.ctime() + "\n")
+        built.write_text(spec)
+    elif built.read_text() != spec:
+        # suites.json changed for this suite: add what it now lists
+        print(f"[{suite['name']}] updating {venv} (log {log})", file=sys.stderr, flush=True)
+        sh(pip + [str(archive_path), *suite["deps"], "pytest>=8,<10"], log)
+        built.write_text(spec)
     # fleet as the checkout is now (non-editable)
     sh(pip + ["--force-reinstall", "--no-deps", str(fleet_src)], log)
     return venv
@@ -163,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                "--rerun-serial", str(opts.rerun_serial), "--out", str(out), "--name", name]
         for env in suite.get("env", []):
             cmd += ["--env", env]
+        for pattern in suite.get("normalize_id", []):
+            cmd += ["--normalize-id", pattern]
         for mode in opts.modes or []:
             cmd += ["--mode", mode]
         rc = subprocess.run(cmd, stdin=subprocess.DEVNULL).returncode

@@ -93,7 +93,7 @@ class ParallelRun:
     def _run_processes(self, session: pytest.Session, plan: Plan) -> None:
         processes, threads = process_layout(self.processes, self.threads, plan.runnable_groups)
         restarts = max_worker_restart(self.config)
-        self._scopes = SharedScopes(session)
+        self._scopes = SharedScopes(session, plan.sequential_nodes)
         self._scopes.install()
         uid = session.config.stash[testrun_uid_key]
         if launch.spawned_identity_present():
@@ -113,7 +113,7 @@ class ParallelRun:
     def _run_threads(self, session: pytest.Session, plan: Plan) -> None:
         monitor = self.report.watch(plan.items)
         executor = ThreadExecutor(session, plan, thread_count(self.threads, plan.runnable_groups), monitor)
-        self._scopes = SharedScopes(session)
+        self._scopes = SharedScopes(session, plan.sequential_nodes)
         self._scopes.install(plan.items)
         try:
             with ThreadOutput(self.config), self.report.live():
@@ -132,6 +132,7 @@ class ParallelRun:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None):
+        __tracebackhide__ = True
         if current.worker is None:
             return None
         current.reports = internals.runtestprotocol(item, nextitem)

@@ -37,6 +37,7 @@ from fleet.report.monitor import RunMonitor
 from fleet.state import internals
 from fleet.state.context import current
 from fleet.state.fixtures import instance_of
+from fleet.state.internals import internal_frame
 
 PLUGIN = "allure_listener"
 
@@ -214,7 +215,9 @@ class HandedOverFixtures:
         self._lock = threading.Lock()
 
     @pytest.hookimpl(wrapper=True)
+    @internal_frame
     def pytest_runtest_setup(self, item: pytest.Item) -> Any:
+        __tracebackhide__ = True
         try:
             return (yield)
         finally:

@@ -24,7 +24,9 @@ import pytest
 from fleet.execute.events import RunEvents
 from fleet.plan.groups import Plan
 from fleet.plan.schedule import Scheduler
+from fleet.execute.lost import describe_exception, failed_report
 from fleet.state.context import current
+from fleet.state.fixtures import running
 from fleet.worker import thread_worker_names
 
 
@@ -130,33 +132,36 @@ class ThreadExecutor:
 
     def _work(self, name: str) -> None:
         current.worker = name
-        hook = self.session.config.hook
         affinity = finished = index = None
         try:
             while (index := self.scheduler.next(affinity, finished)) is not None:
                 affinity, finished = self.plan.affinity[index], index
-                item = self.plan.items[index]
-                current.item_slots = {}
-                current.reports = []
-                self.monitor.started(name, item.nodeid, time.time())
-                try:
-                    alone = self._terminal if self.plan.exclusive[index] else nullcontext()
-                    with alone:
-                        hook.pytest_runtest_protocol(item=item, nextitem=self.plan.nextitem[index])
-                except BaseException as exc:  # pytest.exit(), internal errors
-                    self._finished.put(Finished(item, name, raised=exc))
-                    continue
-                finally:
-                    current.item_slots = None
-                reports = current.reports
-                current.reports = []
-                self._count_failures(reports)
-                self._finished.put(Finished(item, name, reports))
+                self._finished.put(self._run_one(index, name))
         finally:
             if finished is not None and index is not None:
                 self.scheduler.done(finished)
             current.worker = None
             self._finished.put(_WORKER_EXITED)
+
+    def _run_one(self, index: int, name: str) -> Finished:
+        """Run one test; whatever happens, say how it ended (never raise)."""
+        item = self.plan.items[index]
+        try:
+            current.reports = []
+            self.monitor.started(name, item.nodeid, time.time())
+            try:
+                alone = self._terminal if self.plan.exclusive[index] else nullcontext()
+                with alone, running(item):
+                    self.session.config.hook.pytest_runtest_protocol(item=item, nextitem=self.plan.nextitem[index])
+            except BaseException as exc:  # pytest.exit(), internal errors
+                return Finished(item, name, raised=exc)
+            reports = current.reports
+            current.reports = []
+            self._count_failures(reports)
+            return Finished(item, name, reports)
+        except BaseException as exc:  # fleet's own code failed around the test
+            text = f"fleet failed around this test on {name}: {describe_exception(exc)}"
+            return Finished(item, name, [failed_report(item, text, "internal")])
 
     def _count_failures(self, reports: list[pytest.TestReport]) -> None:
         """Stop handing out tests the moment --maxfail is reached."""

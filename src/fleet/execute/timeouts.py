@@ -128,6 +128,7 @@ class Timeouts:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        __tracebackhide__ = True
         seconds = timeout_for(item, self.default)
         if not seconds:
             return (yield)

@@ -14,7 +14,7 @@ has to hold a test back to learn what comes after it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import pytest
 
@@ -37,6 +37,9 @@ class Plan:
     # per item: what a worker keeps to (its first group, else its module), so
     # a group's tests stay on one worker and a module's fixtures stay warm
     affinity: list[Hashable] = field(default_factory=list)
+    # scope nodes (session, package, module, class) whose tests are all in one
+    # group: one worker runs them one after another, as a serial run would
+    sequential_nodes: set[Any] = field(default_factory=set)
 
     @property
     def runnable_groups(self) -> int:
@@ -110,9 +113,25 @@ def make_plan(
         plan.affinity.append(keys[0] if keys else ("module", item.nodeid.split("::", 1)[0]))
         for key in keys:
             plan.groups.setdefault(key, []).append(index)
+    plan.sequential_nodes = _sequential_nodes(plan)
     plan.nextitem = [None] * len(plan.items)
     for members in plan.groups.values():
         for here, following in zip(members, members[1:]):
             if plan.nextitem[here] is None:
                 plan.nextitem[here] = plan.items[following]
     return plan
+
+
+def _sequential_nodes(plan: Plan) -> set[Any]:
+    """Nodes all of whose tests belong to the same one group (or that hold one test)."""
+    memberships: dict[Any, Any] = {}
+    mixed: set[Any] = set()
+    for item, keys in zip(plan.items, plan.memberships):
+        for node in item.listchain()[:-1]:
+            if node in mixed:
+                continue
+            if node not in memberships:
+                memberships[node] = keys if len(keys) == 1 else item
+            elif memberships[node] != keys or len(keys) != 1:
+                mixed.add(node)
+    return set(memberships) - mixed

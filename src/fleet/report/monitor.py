@@ -19,6 +19,7 @@ import pytest
 
 from fleet.state.context import current
 from fleet.state.session_fixtures import is_project_fixture
+from fleet.state.internals import internal_frame
 
 TICK = 0.25  # seconds between two looks at what is running
 
@@ -198,12 +199,16 @@ class FixtureTimes:
     """
 
     @pytest.hookimpl(wrapper=True)
+    @internal_frame
     def pytest_runtest_setup(self, item: pytest.Item) -> Any:
+        __tracebackhide__ = True
         current.fixture_times = []
         return (yield)
 
     @pytest.hookimpl(wrapper=True)
+    @internal_frame
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Any:
+        __tracebackhide__ = True
         start = time.time()
         try:
             return (yield)
@@ -215,7 +220,9 @@ class FixtureTimes:
                 times.append((fixturedef.argname, fixturedef.scope, start, time.time(), instance, project))
 
     @pytest.hookimpl(wrapper=True)
+    @internal_frame
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        __tracebackhide__ = True
         report = yield
         if call.when == "setup" and current.fixture_times is not None:
             report.fleet_fixtures = current.fixture_times

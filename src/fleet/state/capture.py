@@ -172,6 +172,7 @@ class ThreadCapture:
 
     @contextlib.contextmanager
     def item_capture(self, when: str, item: pytest.Item) -> Generator[None, None, None]:
+        __tracebackhide__ = True
         buffers = None
         if not self.live:
             if _targets.spare is None:

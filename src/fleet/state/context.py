@@ -25,6 +25,8 @@ class _Current(threading.local):
     reports: list[Any] | None = None
     # in a worker process: warnings recorded during the current test, for its result
     warnings: list[Any] | None = None
+    # fixture instances the current test uses that another parameter could replace
+    counted: list[Any] | None = None
     # fixtures set up by the current test's set-up, with their times (report.monitor)
     fixture_times: list[Any] | None = None
 

@@ -18,17 +18,30 @@ import pytest
 
 from fleet.state import internals
 from fleet.state.context import current
+from fleet.state.internals import internal_frame
 
 
 class _Slot:
-    """One live instance of a fixture: its value and its finalizers."""
+    """One live instance of a fixture: its value and its finalizers.
 
-    __slots__ = ("cached_result", "_finalizers", "lock")
+    ``param`` is its own parameter (kept to compare an unhashable one as
+    pytest does); ``request`` the request that set it up (to tear it down
+    when another parameter takes its place); ``users`` the running tests
+    using it, counted only where another parameter may take its place.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("cached_result", "_finalizers", "lock", "key", "group", "param", "request", "users", "preset")
+
+    def __init__(self, key: tuple[Any, ...] = (), group: tuple[Any, ...] = (), param: Any = None) -> None:
         self.cached_result: Any = None
         self._finalizers: list[Callable[[], object]] = []
         self.lock = threading.RLock()
+        self.key = key
+        self.group = group
+        self.param = param
+        self.request: Any = None
+        self.users = 0
+        self.preset = False
 
 
 def instance_of(fixturedef: Any) -> _Slot | None:
@@ -97,49 +110,207 @@ def depends_on_worker(fixturedef: Any, item: pytest.Item | None) -> bool:
 class FixtureSlots:
     """Installs per-scope-instance fixture state on ``pytest.FixtureDef``.
 
-    A fixture that needs ``worker_id`` (itself or through another fixture)
-    cannot be shared by workers: its instances are kept per worker as well.
+    An instance is keyed by the fixture, the node its scope resolves to, its
+    own parameter and the parameters of the fixtures it depends on (a module
+    fixture using a parametrized one has one instance per parameter, as
+    serial pytest rebuilds it when the parameter changes). A fixture that
+    needs ``worker_id`` (itself or through another fixture) is kept per worker
+    as well.
+
+    Where one worker runs every test under a scope node in order
+    (``sequential_nodes``, from the plan), a parametrized instance is torn
+    down when the next parameter's is set up, as in a serial run; elsewhere
+    both stay alive until their scope ends, since other threads may still use
+    the first.
+
+    Only fixtures of ``session`` are routed: an in-process pytest run inside
+    a test (``pytester``) sees plain pytest.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, session: pytest.Session) -> None:
+        self.session = session
         self._slots: dict[tuple[Any, ...], _Slot] = {}
+        # (fixturedef, node[, worker]) -> its live instances, where several parameters may be
+        self._groups: dict[tuple[Any, ...], list[_Slot]] = {}
         self._worker_bound: dict[Any, bool] = {}
-        # request -> key of a worker-bound instance: whichever thread tears it
-        # down, it must find the instance the request's worker set up
-        self._bound_keys: dict[Any, tuple[Any, ...]] = {}
+        # (fixturedef, fixture info) -> names it depends on, directly or not
+        self._closures: dict[tuple[Any, int], tuple[str, ...]] = {}
+        # request that set an instance up -> its key: whichever thread tears it
+        # down later finds the instance that request made
+        self._request_keys: dict[Any, tuple[Any, ...]] = {}
         self._lock = threading.Lock()
         self._originals: dict[str, Any] = {}
+        # scope nodes whose tests one worker runs one after another
+        self.sequential_nodes: frozenset[Any] = frozenset()
         # session fixtures this process set up itself
         self.made_here: set[Any] = set()
 
-    def preset(self, fixturedef: Any, node: Any, cache_key: Any, value: Any) -> None:
-        """Give a fixture instance a value made elsewhere, with no teardown here."""
-        slot = self._get(self._key(fixturedef, node, cache_key))
-        slot.cached_result = (value, cache_key, None)
+    # -- keys ------------------------------------------------------------------
+
+    def _closure(self, fixturedef: Any, item: pytest.Item) -> tuple[str, ...]:
+        info = internals.fixture_info(item)
+        cache = (fixturedef, id(info))
+        names = self._closures.get(cache)
+        if names is None:
+            definitions = internals.fixture_definitions(item)
+            found: set[str] = set()
+            todo = list(fixturedef.argnames)
+            while todo:
+                name = todo.pop()
+                if name in found:
+                    continue
+                found.add(name)
+                for definition in definitions.get(name, ()):
+                    todo.extend(definition.argnames)
+            found.discard(fixturedef.argname)
+            names = self._closures[cache] = tuple(sorted(found))
+        return names
+
+    def _dependency_params(self, fixturedef: Any, item: pytest.Item | None) -> tuple[Any, ...]:
+        """Which parameters of the fixtures this one depends on ``item`` runs with."""
+        if item is None or fixturedef.scope == "function":
+            return ()
+        callspec = getattr(item, "callspec", None)
+        if callspec is None:
+            return ()
+        indices = callspec.indices
+        return tuple((name, indices[name]) for name in self._closure(fixturedef, item) if name in indices)
+
+    def _group(self, fixturedef: Any, node: Any, item: pytest.Item | None) -> tuple[Any, ...]:
+        if self._is_worker_bound(fixturedef, item):
+            return (fixturedef, node, current.worker)
+        return (fixturedef, node)
+
+    def _own_key(self, group: tuple[Any, ...], param: Any) -> Any:
+        """A hashable stand-in for an instance's own parameter; an unhashable
+        one matches a live instance whose parameter pytest would call equal."""
+        try:
+            hash(param)
+            return param
+        except TypeError:
+            pass
+        with self._lock:
+            candidates = list(self._groups.get(group, ()))
+        for slot in candidates:
+            if internals.same_parameter(slot.param, param):
+                return slot.key[2]
+        return ("unhashable", id(param))
+
+    def _key(
+        self, fixturedef: Any, node: Any, item: pytest.Item | None, param: Any, request: Any = None
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...], bool]:
+        """(key, group, whether other parameters' instances may stand beside it)."""
+        group = self._group(fixturedef, node, item)
+        dependencies = self._dependency_params(fixturedef, item)
+        key = (group, dependencies, self._own_key(group, param))
+        counted = fixturedef.scope != "function" and (
+            bool(dependencies) or request is None or internals.has_param(request)
+        )
+        return key, group, counted
+
+    def dependency_params(self, fixturedef: Any, item: pytest.Item) -> tuple[Any, ...]:
+        return self._dependency_params(fixturedef, item)
+
+    def preset(self, fixturedef: Any, item: pytest.Item, argname: str, value: Any) -> None:
+        """Give a session fixture's instance for ``item`` a value made elsewhere,
+        with no teardown here."""
+        param = internals.fixture_cache_key(item, fixturedef, argname)
+        key, group, _ = self._key(fixturedef, self.session, item, param)
+        slot = self._get(key, group, param, counted=True)
+        slot.cached_result = (value, param, None)
         slot._finalizers = []
+        slot.preset = True
+
+    # -- the slot table ----------------------------------------------------------
+
+    def _get(self, key: tuple[Any, ...], group: tuple[Any, ...], param: Any, counted: bool) -> _Slot:
+        slot = self._slots.get(key)
+        if slot is None:
+            with self._lock:
+                slot = self._slots.get(key)
+                if slot is None:
+                    slot = self._slots[key] = _Slot(key, group, param)
+                    if counted:
+                        self._groups.setdefault(group, []).append(slot)
+        return slot
+
+    def _forget(self, slot: _Slot) -> None:
+        with self._lock:
+            if self._slots.get(slot.key) is slot:
+                del self._slots[slot.key]
+            siblings = self._groups.get(slot.group)
+            if siblings is not None and slot in siblings:
+                siblings.remove(slot)
+                if not siblings:
+                    del self._groups[slot.group]
+            if slot.request is not None:
+                self._request_keys.pop(slot.request, None)
+
+    def _replaceable(self, fixturedef: Any, slot: _Slot) -> list[_Slot]:
+        """Other parameters' instances that this one takes the place of, as in
+        a serial run: unused, and under a node one worker runs in order."""
+        node = slot.group[1]
+        if node not in self.sequential_nodes:
+            return []
+        with self._lock:
+            return [
+                other for other in self._groups.get(slot.group, ())
+                if other is not slot and other.users == 0 and not other.preset
+                and other.cached_result is not None
+            ]
+
+    # -- installed on FixtureDef -------------------------------------------------
 
     def install(self) -> None:
         cls = pytest.FixtureDef
         self._originals = {"execute": cls.execute, "finish": cls.finish}
         original_execute, original_finish = cls.execute, cls.finish
         slots = self
+        ours = self.session
 
+        @internal_frame
         def execute(fixturedef: Any, request: Any) -> Any:
-            key = slots._instance_key(fixturedef, request)
-            if slots._is_worker_bound(fixturedef):
-                slots._bound_keys[request] = key
-            slot = slots._get(key)
-            if current.item_slots is not None:
-                current.item_slots[fixturedef] = slot
+            __tracebackhide__ = True
+            if request.session is not ours:
+                return original_execute(fixturedef, request)
+            param = fixturedef.cache_key(request)
+            key, group, counted = slots._key(fixturedef, request.node, current.item, param, request)
+            slot = slots._get(key, group, param, counted)
+            item_slots = current.item_slots
+            if item_slots is not None:
+                if counted and fixturedef not in item_slots:
+                    with _users_lock:
+                        slot.users += 1
+                    if current.counted is not None:
+                        current.counted.append(slot)
+                item_slots[fixturedef] = slot
             with _pinned(fixturedef, slot), slot.lock:
-                if slot.cached_result is None and fixturedef.scope == "session":
-                    slots.made_here.add(fixturedef)
+                if slot.cached_result is None:
+                    if counted:
+                        for other in slots._replaceable(fixturedef, slot):
+                            slots._finish_slot(fixturedef, other, original_finish)
+                    slot.request = request
+                    slots._request_keys[request] = key
+                    if fixturedef.scope == "session":
+                        slots.made_here.add(fixturedef)
                 return original_execute(fixturedef, request)
 
+        @internal_frame
         def finish(fixturedef: Any, request: Any) -> None:
-            key = slots._bound_keys.pop(request, None) or slots._instance_key(fixturedef, request)
-            with slots._lock:
-                slot = slots._slots.pop(key, None) or _Slot()
+            __tracebackhide__ = True
+            if request.session is not ours:
+                return original_finish(fixturedef, request)
+            key = slots._request_keys.get(request)
+            if key is None:
+                pinned = current.pinned.get(fixturedef) if current.pinned else None
+                if pinned is None:
+                    return  # not set up by this request: already torn down
+                slot = pinned  # pytest replaces the instance being set up, in place
+            else:
+                slot = slots._slots.get(key)
+                if slot is None:
+                    return
+                slots._forget(slot)
             with _pinned(fixturedef, slot):
                 original_finish(fixturedef, request)
 
@@ -147,6 +318,14 @@ class FixtureSlots:
         cls.finish = finish
         for name in internals.FIXTUREDEF_SLOT_ATTRIBUTES:
             setattr(cls, name, _SlotAttribute(name))
+
+    @internal_frame
+    def _finish_slot(self, fixturedef: Any, slot: _Slot, original_finish: Any) -> None:
+        __tracebackhide__ = True
+        request = slot.request
+        self._forget(slot)
+        with _pinned(fixturedef, slot):
+            original_finish(fixturedef, request)
 
     def uninstall(self) -> None:
         cls = pytest.FixtureDef
@@ -157,18 +336,6 @@ class FixtureSlots:
                 delattr(cls, name)
         self._originals = {}
 
-    def _instance_key(self, fixturedef: Any, request: Any) -> tuple[Any, ...]:
-        return self._key(fixturedef, request.node, fixturedef.cache_key(request))
-
-    def _key(self, fixturedef: Any, node: Any, cache_key: Any) -> tuple[Any, ...]:
-        try:
-            hash(cache_key)
-        except TypeError:
-            cache_key = ("unhashable", id(cache_key))
-        if self._is_worker_bound(fixturedef):
-            return (fixturedef, node, cache_key, current.worker)
-        return (fixturedef, node, cache_key)
-
     def _is_worker_bound(self, fixturedef: Any, item: pytest.Item | None = None) -> bool:
         bound = self._worker_bound.get(fixturedef)
         if bound is None:
@@ -176,12 +343,31 @@ class FixtureSlots:
             self._worker_bound[fixturedef] = bound
         return bound
 
-    def _get(self, key: tuple[Any, ...]) -> _Slot:
-        slot = self._slots.get(key)
-        if slot is None:
-            with self._lock:
-                slot = self._slots.setdefault(key, _Slot())
-        return slot
+
+class running:
+    """One test on this thread: which item, and the fixture instances it uses
+    (counted while it runs, so no other parameter replaces them meanwhile)."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: pytest.Item) -> None:
+        self.item = item
+
+    def __enter__(self) -> None:
+        current.item = self.item
+        current.item_slots = {}
+        current.counted = []
+
+    def __exit__(self, *exc: object) -> None:
+        counted = current.counted
+        if counted:
+            with _users_lock:
+                for slot in counted:
+                    slot.users -= 1
+        current.item = current.item_slots = current.counted = None
+
+
+_users_lock = threading.Lock()
 
 
 class _pinned:

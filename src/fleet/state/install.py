@@ -7,7 +7,8 @@ Two lifetimes:
   test until the session's end (leftover teardown happens inside pytest's
   ``pytest_sessionfinish``);
 * :class:`ThreadOutput`, output, log capture, warnings and
-  ``PYTEST_CURRENT_TEST`` per thread, while tests run on threads.
+  ``PYTEST_CURRENT_TEST`` per thread, and ``ast.parse`` one at a time, while
+  tests run on threads.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from fleet.state import internals
 from fleet.state.capture import ThreadCapture
 from fleet.state.fixtures import FixtureSlots
 from fleet.state.logs import ThreadLogCapture
+from fleet.state.parsing import SerialParse
 from fleet.state.setupstate import SharedSetupState
 from fleet.state.thread_warnings import ThreadWarnings
 
 
 class SharedScopes:
-    def __init__(self, session: pytest.Session) -> None:
+    def __init__(self, session: pytest.Session, sequential_nodes: Iterable[Any] = ()) -> None:
         self.session = session
-        self.slots = FixtureSlots()
+        self.slots = FixtureSlots(session)
+        self.slots.sequential_nodes = frozenset(sequential_nodes)
         self._saved_setupstate: Any = None
 
     def install(self, items: Iterable[pytest.Item] | None = None) -> None:
@@ -48,7 +51,9 @@ class SharedScopes:
 class ThreadOutput:
     def __init__(self, config: pytest.Config) -> None:
         self.capture = ThreadCapture(config)
-        self._parts = [self.capture, ThreadLogCapture(config), ThreadWarnings(), internals.CurrentTestVariable()]
+        self._parts = [
+            self.capture, ThreadLogCapture(config), ThreadWarnings(), internals.CurrentTestVariable(), SerialParse(),
+        ]
         self._installed: list[Any] = []
 
     def install(self) -> None:

@@ -19,7 +19,7 @@ import importlib
 import inspect
 import os
 import types
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import pytest
 
@@ -96,6 +96,28 @@ def _private(module_name: str) -> Any:
     return importlib.import_module(module_name)
 
 
+# --- tracebacks ----------------------------------------------------------------
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def internal_frame(function: F) -> F:
+    """Make ``function``'s frames read as pytest's own in failure reports.
+
+    fleet's code sits between pytest's and the test's (fixture set-up,
+    SetupState, hook wrappers). pytest drops its own and pluggy's frames, and
+    those of generated code (a file name in ``<...>``), from a failure's
+    traceback, and shows them all only when nothing else is left. Giving
+    fleet's functions such a file name makes a fixture error read exactly as
+    in a serial run; ``__tracebackhide__`` in them hides them from the full
+    traceback too.
+    """
+    code = function.__code__
+    if not code.co_filename.startswith("<"):
+        function.__code__ = code.replace(co_filename=f"<fleet {code.co_filename}>")
+    return function
+
+
 # --- outcomes and the runner --------------------------------------------------
 
 
@@ -163,9 +185,34 @@ def warm_tmp_path_factory(config: pytest.Config) -> None:
 FIXTUREDEF_SLOT_ATTRIBUTES = ("cached_result", "_finalizers")
 
 
+def fixture_info(item: pytest.Item) -> Any:
+    """The item's fixture closure and definitions (pytest's ``FuncFixtureInfo``)."""
+    return getattr(item, "_fixtureinfo", None)
+
+
+def has_param(request: Any) -> bool:
+    """Whether the request sets up a parametrized instance (``request.param``)."""
+    return hasattr(request, "param")
+
+
+# pytest >= 8.3 reuses a fixture instance whose parameter is equal (==, else
+# ``is`` when comparing raises); earlier versions only an identical one.
+_PARAMETERS_COMPARE_EQUAL = pytest.version_tuple[:2] >= (8, 3)
+
+
+def same_parameter(cached: Any, requested: Any) -> bool:
+    """Whether pytest would reuse an instance made for ``cached`` for ``requested``."""
+    if not _PARAMETERS_COMPARE_EQUAL:
+        return cached is requested
+    try:
+        return bool(requested == cached)
+    except (ValueError, RuntimeError):
+        return requested is cached
+
+
 def fixture_definitions(item: pytest.Item) -> dict[str, Sequence[pytest.FixtureDef]]:
     """Every fixture name the item can see, with its definitions (overrides last)."""
-    info = getattr(item, "_fixtureinfo", None)
+    info = fixture_info(item)
     return info.name2fixturedefs if info is not None else {}
 
 

@@ -4,7 +4,10 @@ pytest's logging plugin attaches one capture handler to the root logger and
 resets it at every test phase, so under threads each test's records (and
 ``caplog``) would hold every other thread's records too. While fleet runs
 threads, one :class:`ThreadLogRouter` on the root logger hands each record
-only to the handlers of the test running on the thread that logged it.
+only to the handlers of the test running on the thread that logged it. A test
+or library that resets logging (``logging.basicConfig(force=True)``,
+``dictConfig``) removes it; it is put back at the start of every test phase,
+where pytest itself adds its handlers.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Generator
 import pytest
 
 from fleet.state import internals
+from fleet.state.internals import internal_frame
 
 
 class _Handlers(threading.local):
@@ -65,7 +69,14 @@ class ThreadLogCapture:
         if self._root_level is not None:
             root.setLevel(self._root_level)
 
+    @internal_frame
     def _runtest_for(self, item: pytest.Item, when: str) -> Generator[None, None, None]:
+        __tracebackhide__ = True
+        root = logging.getLogger()
+        if self._router not in root.handlers:
+            root.addHandler(self._router)
+        if self._level is not None and root.level > self._level:
+            root.setLevel(self._level)
         if _handlers.pair is None:
             _handlers.pair = (internals.log_capture_handler(), internals.log_capture_handler())
             for handler in _handlers.pair:

@@ -30,8 +30,7 @@ import pytest
 
 from fleet.state import internals
 from fleet.state.capture import collect_output
-from fleet.state.context import current
-from fleet.state.fixtures import FixtureSlots, depends_on_worker
+from fleet.state.fixtures import FixtureSlots, depends_on_worker, running
 from fleet.state.setupstate import SharedSetupState
 
 
@@ -62,9 +61,13 @@ def _is_project_function(function: Any, rootpath: Path) -> bool:
     return source.is_relative_to(rootpath) and "site-packages" not in source.parts
 
 
-def wanted(items: Sequence[pytest.Item], rootpath: Path) -> Iterator[tuple[int, str, Any]]:
-    """(index of the first test using it, name, definition) per instance to make."""
-    seen: set[tuple[Any, Any]] = set()
+def wanted(
+    items: Sequence[pytest.Item], rootpath: Path, slots: FixtureSlots
+) -> Iterator[tuple[int, str, Any]]:
+    """(index of the first test using it, name, definition) per instance to make:
+    one per parameter (compared as pytest compares them) and per parameter of
+    the fixtures it depends on."""
+    seen: dict[tuple[Any, Any], list[Any]] = {}
     bound: dict[Any, bool] = {}
     for index, item in enumerate(items):
         if not isinstance(item, pytest.Function):
@@ -81,9 +84,10 @@ def wanted(items: Sequence[pytest.Item], rootpath: Path) -> Iterator[tuple[int, 
                 bound[fixturedef] = depends_on_worker(fixturedef, item)
             if bound[fixturedef]:
                 continue
-            key = (fixturedef, internals.fixture_cache_key(item, fixturedef, name))
-            if key not in seen:
-                seen.add(key)
+            param = internals.fixture_cache_key(item, fixturedef, name)
+            made = seen.setdefault((fixturedef, slots.dependency_params(fixturedef, item)), [])
+            if not any(internals.same_parameter(other, param) for other in made):
+                made.append(param)
                 yield index, name, fixturedef
 
 
@@ -104,17 +108,22 @@ def worker_bound(items: Sequence[pytest.Item], rootpath: Path) -> dict[str, str]
     return found
 
 
-def make(session: pytest.Session, items: Sequence[pytest.Item], setupstate: SharedSetupState, live: bool) -> list[Made]:
+def make(
+    session: pytest.Session,
+    items: Sequence[pytest.Item],
+    slots: FixtureSlots,
+    setupstate: SharedSetupState,
+    live: bool,
+) -> list[Made]:
     """In the first worker: set the fixtures up and pickle what can be handed over."""
     setupstate.setup_session(session)
     made: list[Made] = []
-    for index, name, fixturedef in wanted(items, session.config.rootpath):
+    for index, name, fixturedef in wanted(items, session.config.rootpath, slots):
         item = items[index]
-        current.item, current.item_slots = item, {}
         value: bytes | None = None
         reason = ""
         start = time.time()
-        with collect_output() if not live else contextlib.nullcontext({}) as output:
+        with collect_output() if not live else contextlib.nullcontext({}) as output, running(item):
             try:
                 with setupstate.active(item):
                     result = internals.make_fixture_value(item, name)
@@ -127,8 +136,6 @@ def make(session: pytest.Session, items: Sequence[pytest.Item], setupstate: Shar
                     value = pickle.dumps(result)
                 except Exception as exc:
                     reason = f"its value cannot be pickled ({type(exc).__name__}: {exc})"
-            finally:
-                current.item, current.item_slots = None, None
         made.append(Made(index, name, value, reason, output, start, time.time()))
     return made
 
@@ -140,5 +147,4 @@ def hand_over(session: pytest.Session, items: Sequence[pytest.Item], slots: Fixt
             continue
         item = items[entry.index]
         fixturedef = internals.fixture_definitions(item)[entry.argname][-1]
-        cache_key = internals.fixture_cache_key(item, fixturedef, entry.argname)
-        slots.preset(fixturedef, session, cache_key, pickle.loads(entry.value))
+        slots.preset(fixturedef, item, entry.argname, pickle.loads(entry.value))

@@ -20,6 +20,7 @@ import pytest
 
 from fleet.state import internals
 from fleet.state.context import current
+from fleet.state.internals import internal_frame
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -110,7 +111,9 @@ class SharedSetupState:
                 state.ready = True
                 session.setup()
 
+    @internal_frame
     def setup(self, item: pytest.Item) -> None:
+        __tracebackhide__ = True
         current.item = item
         *ancestors, _ = chain = item.listchain()
         for node in ancestors:
@@ -153,13 +156,20 @@ class SharedSetupState:
         assert state is not None, f"{node!r} is not set up"
         state.finalizers.append(finalizer)
 
+    @internal_frame
     def teardown_exact(self, nextitem: pytest.Item | None) -> None:
-        """Tear down the current thread's test, and every node it was last in."""
+        """Tear down the current thread's test, and every node it was last in.
+
+        With no test running on this thread (the session's end, a worker
+        process shutting down): everything still set up. A test skipped by a
+        mark before its set-up ran is still the test running: it tears down
+        only what its end leaves unused.
+        """
+        __tracebackhide__ = True
         item = current.item
         if item is None:
             self._teardown_everything()
             return
-        current.item = None
         errors: list[BaseException] = []
         _run_finalizers(item, self._items.pop(item, []), errors, self._outcomes)
         for node in reversed(item.listchain()[:-1]):
@@ -170,8 +180,10 @@ class SharedSetupState:
                 _run_finalizers(node, state.finalizers, errors, self._outcomes)
         _raise(errors)
 
+    @internal_frame
     def _teardown_everything(self) -> None:
         """End of session: whatever is still set up (a run stopped early)."""
+        __tracebackhide__ = True
         errors: list[BaseException] = []
         for item, finalizers in reversed(list(self._items.items())):
             _run_finalizers(item, finalizers, errors, self._outcomes)
@@ -184,9 +196,11 @@ class SharedSetupState:
         _raise(errors)
 
 
+@internal_frame
 def _run_finalizers(
     node: Any, finalizers: list, errors: list[BaseException], outcomes: tuple[type[BaseException], ...]
 ) -> None:
+    __tracebackhide__ = True
     these: list[BaseException] = []
     while finalizers:
         fin = finalizers.pop()
@@ -200,7 +214,9 @@ def _run_finalizers(
         errors.append(BaseExceptionGroup(f"errors while tearing down {node!r}", these[::-1]))
 
 
+@internal_frame
 def _raise(errors: list[BaseException]) -> None:
+    __tracebackhide__ = True
     if len(errors) == 1:
         raise errors[0]
     if errors:

@@ -22,6 +22,8 @@ import threading
 import warnings
 from typing import Any
 
+from fleet.state.internals import internal_frame
+
 
 class _Frame:
     """What one ``catch_warnings`` block sees: filters, where records go, what was shown."""
@@ -36,6 +38,30 @@ class _Frame:
 
 class _Stacks(threading.local):
     frames: list[_Frame] | None = None
+
+
+_NO_TEXT = object()
+
+
+class _Caught(threading.local):
+    text: Any = _NO_TEXT
+
+
+_caught = _Caught()
+
+
+class _TextCatcher:
+    """The message pattern of the one global filter: CPython hands it the
+    warning's text as given (``warnings.warn(1)`` gives ``1``), which
+    :meth:`ThreadWarnings.deliver` then matches against the thread's own
+    filters, so a non-str message fails a message filter with CPython's
+    TypeError."""
+
+    pattern = ""
+
+    def match(self, text: Any) -> bool:
+        _caught.text = text
+        return True
 
 
 def _module_name(filename: str) -> str:
@@ -60,6 +86,7 @@ class ThreadWarnings:
             "filters": w.filters,
             "showwarning": w.showwarning,
             "impl": w._showwarnmsg_impl,
+            "show": w._showwarnmsg,
             "simplefilter": w.simplefilter,
             "filterwarnings": w.filterwarnings,
             "resetwarnings": w.resetwarnings,
@@ -132,10 +159,13 @@ class ThreadWarnings:
                 frames.remove(frame)
             del self._fleet_frame
 
-        w.filters = [("always", None, Warning, None, 0)]
+        w.filters = [("always", _TextCatcher(), Warning, None, 0)]
         w._filters_mutated()
         w.showwarning = w._showwarning_orig
-        w._showwarnmsg_impl = this.deliver
+        # CPython calls warnings._showwarnmsg for each warning that passes the
+        # global filter; calling deliver directly keeps the stdlib's frame out
+        # of the traceback of a warning turned into an error.
+        w._showwarnmsg = this.deliver
         w.simplefilter, w.filterwarnings, w.resetwarnings = simplefilter, filterwarnings, resetwarnings
         w.catch_warnings.__enter__, w.catch_warnings.__exit__ = enter, exit
 
@@ -145,14 +175,19 @@ class ThreadWarnings:
         w.simplefilter, w.filterwarnings = saved["simplefilter"], saved["filterwarnings"]
         w.resetwarnings = saved["resetwarnings"]
         w.showwarning, w._showwarnmsg_impl = saved["showwarning"], saved["impl"]
+        w._showwarnmsg = saved["show"]
         w.filters = saved["filters"]
         w._filters_mutated()
 
     # -- delivery -------------------------------------------------------------
 
+    @internal_frame
     def deliver(self, message: warnings.WarningMessage) -> None:
+        __tracebackhide__ = True
         frame = self._top()
-        text = str(message.message)
+        text, _caught.text = _caught.text, _NO_TEXT
+        if text is _NO_TEXT:
+            text = str(message.message)
         category = message.category
         filename = message.filename or "<unknown>"
         module = self._module_names.get(filename)
@@ -182,5 +217,9 @@ class ThreadWarnings:
             frame.seen.add(key)
         if frame.record is not None:
             frame.record.append(message)
+            return
+        shown = warnings.showwarning
+        if shown is not warnings._showwarning_orig:  # replaced by the code under test
+            shown(message.message, message.category, message.filename, message.lineno, message.file, message.line)
         else:
             self._printer(message)

@@ -91,8 +91,13 @@ class ProcessExecutor:
         gc.collect()
         gc.freeze()  # forked workers share the collected suite's pages
         try:
-            self._start("p0", make_session_fixtures=True)
+            # With one worker nothing is shared: it makes its session fixtures
+            # as it needs them, in a serial run's order.
+            shared = len(self.names) > 1
+            self._start("p0", make_session_fixtures=shared)
             self._owner = "p0"
+            if not shared:
+                self._others_started = True
             self._loop()
         except KeyboardInterrupt as interrupt:
             self._interrupt(graceful=not isinstance(interrupt, _Terminated))
@@ -248,7 +253,7 @@ class ProcessExecutor:
             worker.bye = True
             for index, reports in extra:
                 self._log(index, worker.name, [wire.load_report(self.config, r) for r in reports], extra=True)
-            for argname in made_here:
+            for argname in made_here if len(self.names) > 1 else ():
                 if argname not in self._made_names:
                     self.per_process.setdefault(argname, self._late_reason)
 

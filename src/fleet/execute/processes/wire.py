@@ -32,11 +32,13 @@ fraction as much. Either way plugins that add report attributes keep them.
 
 from __future__ import annotations
 
-import time
+import pickle
 import warnings
 from typing import Any
 
 import pytest
+
+from fleet.execute.lost import describe_exception, failed_report
 
 
 def dump_report(config: pytest.Config, report: pytest.TestReport) -> Any:
@@ -91,24 +93,19 @@ def _category(name: str) -> type[Warning]:
     return UserWarning
 
 
-def failed_report(item: pytest.Item, text: str, kind: str, start: float | None = None) -> pytest.TestReport:
-    """A report for a test that could not report itself (its worker died),
-    timed from ``start`` (when it started, if it did) to now.
-
-    ``kind`` (``crash``, ``timeout``, ``not run``) is kept as ``fleet_lost``.
-    """
-    stop = time.time()
-    start = stop if start is None else start
-    report = pytest.TestReport(
-        nodeid=item.nodeid,
-        location=item.location,
-        keywords={name: 1 for name in item.keywords},
-        outcome="failed",
-        longrepr=text,
-        when="call",
-        duration=stop - start,
-        start=start,
-        stop=stop,
-    )
-    report.fleet_lost = kind
-    return report
+def unpicklable(items: list[pytest.Item], message: tuple[Any, ...], problem: Exception) -> tuple[Any, ...]:
+    """A message in place of one that could not be pickled: a result becomes
+    the test's failure, naming why."""
+    if message[0] != "result":
+        return message
+    _, index, name, reports, warnings = message
+    try:
+        pickle.dumps(reports)
+    except Exception:
+        text = f"fleet could not send this test's reports from {name}: {describe_exception(problem)}"
+        reports = [failed_report(items[index], text, "internal")]
+    try:
+        pickle.dumps(warnings)
+    except Exception:
+        warnings = []
+    return ("result", index, name, reports, warnings)

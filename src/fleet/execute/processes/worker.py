@@ -35,7 +35,7 @@ from fleet.front import login
 from fleet.plan.groups import Plan
 from fleet.state import internals, session_fixtures
 from fleet.state.context import current
-from fleet.state.fixtures import FixtureSlots
+from fleet.state.fixtures import FixtureSlots, running
 from fleet.state.install import ThreadOutput
 from fleet.state.setupstate import SharedSetupState
 from fleet.worker import thread_names
@@ -145,7 +145,7 @@ class WorkerProcess:
         if timeout_plugin is not None:
             timeout_plugin.watchdog = timeouts.Watchdog(self._timed_out)
         if self.make_session_fixtures:
-            made = session_fixtures.make(self.session, self.plan.items, setupstate, output.capture.live)
+            made = session_fixtures.make(self.session, self.plan.items, self.slots, setupstate, output.capture.live)
             self._send(("made", made))
         runners = [
             threading.Thread(target=self._runner, args=(name,), name=f"fleet-{name}", daemon=True)
@@ -247,27 +247,31 @@ class WorkerProcess:
                     self._started.remove(chain)
 
     def _run_test(self, index: int, name: str) -> tuple[Any, ...]:
+        """Run one test; whatever happens, the message that says how it ended."""
         item = self.plan.items[index]
-        exclusive = self._gate is not None and self.plan.exclusive[index]
-        if self._gate is not None:
-            self._gate.enter(exclusive)
-        current.item_slots = {}
-        current.reports = []
-        current.warnings = []
         try:
-            self.config.hook.pytest_runtest_protocol(item=item, nextitem=self.plan.nextitem[index])
-        except BaseException as exc:  # pytest.exit(), an internal error
-            returncode = exc.returncode if isinstance(exc, pytest.exit.Exception) else None
-            text = str(exc) if returncode is not None else traceback.format_exc()
-            return ("raised", index, name, returncode, text)
-        finally:
-            current.item_slots = None
+            exclusive = self._gate is not None and self.plan.exclusive[index]
             if self._gate is not None:
-                self._gate.leave(exclusive)
-        self._last_index = index
-        reports = [wire.dump_report(self.config, r) for r in current.reports]
-        warnings, current.warnings, current.reports = current.warnings, None, []
-        return ("result", index, name, reports, warnings)
+                self._gate.enter(exclusive)
+            current.reports = []
+            current.warnings = []
+            try:
+                with running(item):
+                    self.config.hook.pytest_runtest_protocol(item=item, nextitem=self.plan.nextitem[index])
+            except BaseException as exc:  # pytest.exit(), an internal error
+                returncode = exc.returncode if isinstance(exc, pytest.exit.Exception) else None
+                text = str(exc) if returncode is not None else wire.describe_exception(exc)
+                return ("raised", index, name, returncode, text)
+            finally:
+                if self._gate is not None:
+                    self._gate.leave(exclusive)
+            self._last_index = index
+            reports = [wire.dump_report(self.config, r) for r in current.reports]
+            warnings, current.warnings, current.reports = current.warnings, None, []
+            return ("result", index, name, reports, warnings)
+        except BaseException as exc:  # fleet's own code failed around the test
+            text = f"fleet failed around this test on {name}: {wire.describe_exception(exc)}"
+            return ("result", index, name, [wire.failed_report(item, text, "internal")], [])
 
     def _timed_out(self, ident: int, item: pytest.Item, seconds: float) -> None:
         index = self._index.get(id(item))
@@ -290,12 +294,15 @@ class WorkerProcess:
 
     def _send_all(self, messages: list[Any]) -> None:
         """Send at once: a test's result must be out before the next test starts,
-        which may kill this process."""
+        which may kill this process. A result that cannot be pickled goes as a
+        failure naming why."""
         with self._send_lock:
             try:
                 self.conn.send(messages)
             except (BrokenPipeError, OSError):
                 os._exit(1)  # the controller is gone
+            except Exception as exc:
+                self.conn.send([wire.unpicklable(self.plan.items, message, exc) for message in messages])
 
 
 class _WarningForwarder:
