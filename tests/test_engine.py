@@ -357,3 +357,38 @@ def test_failures_formatted_on_many_threads_at_once_lose_nothing(pytester) -> No
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()[-3000:]
     assert list(got.values()).count("failed") == 400
     assert "SystemError" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("mode", [MODES["mp1"], MODES["mp2"]], ids=["mp1", "mp2"])
+def test_a_pytest_run_inside_a_test_sees_plain_pytest(pytester, mode) -> None:
+    """pytest's own suite runs pytest in-process (``pytester.inline_run``);
+    fleet's routing of fixture values is for fleet's session only."""
+    pytester.makeconftest('pytest_plugins = ["pytester"]')
+    pytester.makepyfile('''
+        def test_inner_order(pytester):
+            pytester.makepyfile("""
+                import pytest
+                values = []
+
+                @pytest.fixture(scope="module", params=[1, 2])
+                def arg(request):
+                    x = request.param
+                    request.addfinalizer(lambda: values.append("fin%s" % x))
+                    return x
+
+                @pytest.fixture(scope="module")
+                def dependent(arg):
+                    return arg * 10
+
+                def test_1(arg, dependent):
+                    values.append(arg)
+                    assert dependent == arg * 10
+
+                def test_2_order():
+                    assert values == [1, "fin1", 2], values
+            """)
+            reprec = pytester.inline_run("-p", "no:cacheprovider", "-p", "no:asyncio")
+            reprec.assertoutcome(passed=3)
+        ''')
+    result = assert_like_serial(pytester, mode, "test_a_pytest_run_inside_a_test_sees_plain_pytest.py")
+    assert outcomes(result) == {"passed": 1}
