@@ -23,6 +23,7 @@ from fleet.front import login
 from fleet.front.options import max_worker_restart
 from fleet.plan.division import Division
 from fleet.plan.groups import Plan, make_plan
+from fleet.plan.placement import Placement, caught_notes
 from fleet.plan.workers import process_layout, thread_count
 from fleet.report.run_report import RunReport
 from fleet.state import internals
@@ -78,7 +79,8 @@ class ParallelRun:
             )
         if session.config.option.collectonly:
             return True
-        plan = make_plan(session.items, self.unit, self._units(session))
+        self.placement = Placement(session.config)
+        plan = make_plan(session.items, self.unit, self._units(session), self.placement.exclusive)
         internals.warm_tmp_path_factory(session.config)
         if self.processes is not None:
             self._run_processes(session, plan)
@@ -103,23 +105,34 @@ class ParallelRun:
         executor = ProcessExecutor(
             session, plan, self._scopes.slots, processes, threads,
             4 * processes if restarts is None else restarts, uid, monitor,
+            self.config.getoption("fleet_strict_threads"),
         )
         try:
             with self.report.live():
                 executor.run()
         finally:
-            self.report.finished(executor.summary(), executor.per_process)
+            remembered = self.placement.remember(executor.caught)
+            self.report.finished(
+                executor.summary() + caught_notes(executor.caught, remembered) + self.placement.summary(threads > 1),
+                executor.per_process,
+            )
 
     def _run_threads(self, session: pytest.Session, plan: Plan) -> None:
         monitor = self.report.watch(plan.items)
-        executor = ThreadExecutor(session, plan, thread_count(self.threads, plan.runnable_groups), monitor)
+        threads = thread_count(self.threads, plan.runnable_groups)
+        strict = self.config.getoption("fleet_strict_threads")
+        executor = ThreadExecutor(session, plan, threads, monitor, strict)
         self._scopes = SharedScopes(session, plan.sequential_nodes)
         self._scopes.install(plan.items)
         try:
             with ThreadOutput(self.config), self.report.live():
                 executor.run()
         finally:
-            self.report.finished([], {})
+            caught = executor.caught
+            remembered = self.placement.remember(caught)
+            self.report.finished(
+                executor.notes + caught_notes(caught, remembered) + self.placement.summary(threads > 1), {}
+            )
 
     def _units(self, session: pytest.Session) -> Callable[[pytest.Item], tuple[Hashable, ...]] | None:
         """The division's units; else a project's ``pytest_fleet_units``; else None."""

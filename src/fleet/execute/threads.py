@@ -22,9 +22,11 @@ from typing import Any
 import pytest
 
 from fleet.execute.events import RunEvents
+from fleet.execute.interference import SideBySide, Settled, describe_beside, failed
 from fleet.plan.groups import Plan
 from fleet.plan.schedule import Scheduler
 from fleet.execute.lost import describe_exception, failed_report
+from fleet.state import internals
 from fleet.state.context import current
 from fleet.state.fixtures import running
 from fleet.worker import thread_worker_names
@@ -38,6 +40,9 @@ class Finished:
     worker: str
     reports: list[pytest.TestReport] = field(default_factory=list)
     raised: BaseException | None = None
+    index: int = -1
+    held: bool = False  # failed: reported once it is known no caught test ran beside it
+    settled: list[Settled] = field(default_factory=list)
 
 
 _WORKER_EXITED = object()
@@ -51,7 +56,9 @@ SWITCH_INTERVAL = 0.05
 
 
 class ThreadExecutor:
-    def __init__(self, session: pytest.Session, plan: Plan, workers: int, monitor: RunEvents) -> None:
+    def __init__(
+        self, session: pytest.Session, plan: Plan, workers: int, monitor: RunEvents, strict: bool = False
+    ) -> None:
         self.session = session
         self.monitor = monitor
         self.plan = plan
@@ -68,6 +75,24 @@ class ThreadExecutor:
         # the whole of an exclusive test: a test capturing file descriptor 1
         # must not capture the progress output of other tests.
         self._terminal = threading.Lock()
+        self.side_by_side = SideBySide(plan.items) if len(self.names) > 1 else None
+        self._strict = strict
+        self._held: dict[int, Finished] = {}
+        self._early: dict[int, Settled] = {}
+        # failed beside a caught test, to run again alone: (why, the failed run)
+        self._again: list[tuple[Settled, Finished]] = []
+        self.notes: list[str] = []
+
+    @property
+    def caught(self) -> dict[str, str]:
+        """Tests caught changing process-wide state: node id -> what they did."""
+        if self.side_by_side is None:
+            return {}
+        return {
+            self.plan.items[i].nodeid: why
+            for i, why in self.side_by_side.tracker.caught.items()
+            if not self.plan.exclusive[i]  # alone already: nothing ran beside it
+        }
 
     def run(self) -> None:
         threads = [
@@ -76,6 +101,8 @@ class ThreadExecutor:
         ]
         previous_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)
+        if self.side_by_side is not None:
+            self.side_by_side.install()
         for thread in threads:
             thread.start()
         alive = len(threads)
@@ -91,18 +118,84 @@ class ThreadExecutor:
                         raised = raised or event.raised
                         self.scheduler.stop()
                     else:
-                        self._log(event)
+                        self._take(event)
                         if self.session.shouldfail or self.session.shouldstop:
                             self.scheduler.stop()
                 self.monitor.tick()
+            if raised is None and not (self.session.shouldfail or self.session.shouldstop):
+                self._run_again_alone()
+            self._log_held()
         except KeyboardInterrupt:
             self.scheduler.stop()
             self._drain(alive)
+            self._log_held()
             raise
         finally:
             sys.setswitchinterval(previous_interval)
+            if self.side_by_side is not None:
+                self.side_by_side.uninstall()
         if raised is not None:
             raise raised
+
+    def _take(self, event: Finished) -> None:
+        """Log a finished test, or hold a failure until it is known whether a
+        caught test ran beside it."""
+        if event.held:
+            self._held[event.index] = event
+        else:
+            self._log(event)
+        for settled in event.settled:
+            self._early[settled.index] = settled  # its own event may come after this one
+        for index in [i for i in self._early if i in self._held]:
+            settled = self._early.pop(index)
+            held = self._held.pop(index)
+            if not settled.beside:
+                self._log(held)
+                continue
+            if self._strict:
+                beside = describe_beside(self.plan.items, settled.beside)
+                self.notes.append(f"{held.item.nodeid} failed beside {beside} (--strict-threads)")
+                self._log(held)
+            else:
+                self._again.append((settled, held))
+
+    def _log_held(self) -> None:
+        """Failures not settled or not run again (a stopped run): reported as they are."""
+        left = [event for _, event in self._again] + list(self._held.values())
+        self._again.clear()
+        self._held.clear()
+        for event in sorted(left, key=lambda e: e.index):
+            self._log(event)
+
+    def _run_again_alone(self) -> None:
+        """Failures beside a caught test: each runs again with nothing beside it,
+        and that result is the one reported."""
+        name = self.names[0]
+        setupstate = internals.get_setupstate(self.session)
+        while self._again and not (self.session.shouldfail or self.session.shouldstop):
+            settled, _ = self._again.pop(0)
+            item = self.plan.items[settled.index]
+            setupstate.expect(item, closing=range(len(item.listchain()) - 1))
+            outcome: list[Finished] = []
+            thread = threading.Thread(
+                target=lambda: outcome.append(self._run_alone(settled.index, name)), name=f"fleet-{name}-alone"
+            )
+            thread.start()
+            thread.join()
+            finished = outcome[0]
+            if finished.raised is not None:
+                raise finished.raised
+            result = "failed again" if failed(finished.reports) else "passed"
+            beside = describe_beside(self.plan.items, settled.beside)
+            self.notes.append(f"{item.nodeid} failed beside {beside}; run again alone, it {result}")
+            self._log(finished)
+
+    def _run_alone(self, index: int, name: str) -> Finished:
+        current.worker = name
+        try:
+            return self._run_one(index, name, watched=False)
+        finally:
+            current.worker = None
 
     def _take_finished(self) -> None:
         """Wait for one finished test, then take all that are waiting."""
@@ -143,25 +236,31 @@ class ThreadExecutor:
             current.worker = None
             self._finished.put(_WORKER_EXITED)
 
-    def _run_one(self, index: int, name: str) -> Finished:
+    def _run_one(self, index: int, name: str, watched: bool = True) -> Finished:
         """Run one test; whatever happens, say how it ended (never raise)."""
         item = self.plan.items[index]
+        side_by_side = self.side_by_side if watched else None
         try:
             current.reports = []
             self.monitor.started(name, item.nodeid, time.time())
+            if side_by_side is not None:
+                side_by_side.starting(index)
             try:
                 alone = self._terminal if self.plan.exclusive[index] else nullcontext()
                 with alone, running(item):
                     self.session.config.hook.pytest_runtest_protocol(item=item, nextitem=self.plan.nextitem[index])
             except BaseException as exc:  # pytest.exit(), internal errors
-                return Finished(item, name, raised=exc)
+                return Finished(item, name, raised=exc, index=index)
             reports = current.reports
             current.reports = []
             self._count_failures(reports)
-            return Finished(item, name, reports)
+            if side_by_side is None:
+                return Finished(item, name, reports, index=index)
+            held = failed(reports)
+            return Finished(item, name, reports, index=index, held=held, settled=side_by_side.ended(index, held))
         except BaseException as exc:  # fleet's own code failed around the test
             text = f"fleet failed around this test on {name}: {describe_exception(exc)}"
-            return Finished(item, name, [failed_report(item, text, "internal")])
+            return Finished(item, name, [failed_report(item, text, "internal")], index=index)
 
     def _count_failures(self, reports: list[pytest.TestReport]) -> None:
         """Stop handing out tests the moment --maxfail is reached."""

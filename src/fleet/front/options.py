@@ -166,6 +166,20 @@ def add_options(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager
         help="environment section of conf/config.yaml for this run (the file is "
         "not changed); the fleet command spells it --env.",
     )
+    group.addoption(
+        "--strict-threads",
+        dest="fleet_strict_threads",
+        action="store_true",
+        default=False,
+        help="report a test that failed beside one caught changing process-wide state "
+        "as it failed, instead of running it again alone.",
+    )
+    parser.addini(
+        "thread_safe_fixtures",
+        "fleet: fixtures this project declares safe to use on several threads at once "
+        "(tests using them need not run alone).",
+        type="linelist",
+    )
     parser.addini("group_unit", "fleet: default --group-unit (module, class or function).")
     parser.addini("group-unit", "fleet: alias of group_unit.")
 

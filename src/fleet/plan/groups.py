@@ -20,9 +20,6 @@ import pytest
 
 from fleet.front.options import GROUP_UNITS  # noqa: F401 (what unit may be)
 
-# Fixtures that capture at file-descriptor level: fds are shared by every
-# thread of a process, so a test using one must run while no other test runs.
-PROCESS_WIDE_FIXTURES = frozenset({"capfd", "capfdbinary", "capteesys"})
 
 
 @dataclass
@@ -90,18 +87,14 @@ def group_keys(item: pytest.Item, unit: str) -> tuple[Hashable, ...]:
     return (("unit", node.nodeid if node is not None else item.nodeid),)
 
 
-def is_exclusive(item: pytest.Item) -> bool:
-    if item.get_closest_marker("exclusive") is not None:
-        return True
-    return not PROCESS_WIDE_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
-
-
 def make_plan(
     items: Sequence[pytest.Item],
     unit: str,
     units: Callable[[pytest.Item], tuple[Hashable, ...]] | None = None,
+    exclusive: Callable[[pytest.Item], bool] | None = None,
 ) -> Plan:
-    """Group ``items`` by marks and ``unit``, or by ``units`` (a division) if given."""
+    """Group ``items`` by marks and ``unit``, or by ``units`` (a division) if
+    given; ``exclusive`` says which run alone (:mod:`fleet.plan.placement`)."""
     plan = Plan(items=list(items))
     for index, item in enumerate(plan.items):
         # Every report needs it, and computing it (a cached_property) from many
@@ -109,7 +102,7 @@ def make_plan(
         item.location
         keys = units(item) if units is not None else group_keys(item, unit)
         plan.memberships.append(keys)
-        plan.exclusive.append(is_exclusive(item))
+        plan.exclusive.append(exclusive(item) if exclusive is not None else False)
         plan.affinity.append(keys[0] if keys else ("module", item.nodeid.split("::", 1)[0]))
         for key in keys:
             plan.groups.setdefault(key, []).append(index)

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from fleet.execute.events import RunEvents
+from fleet.execute.interference import describe_beside
 from fleet.execute.processes import crashes, wire
 from fleet.execute.processes.dispatch import Dispatcher, Worker
 from fleet.execute.processes.launch import (
@@ -56,6 +57,7 @@ class ProcessExecutor:
         max_restarts: int,
         testrun_uid: str,
         events: RunEvents,
+        strict: bool = False,
     ) -> None:
         self.session = session
         self.config = session.config
@@ -83,6 +85,12 @@ class ProcessExecutor:
         self._logged = [False] * len(plan.items)
         self._raised: BaseException | None = None
         self._stopping = False
+        self.strict = strict
+        self.caught: dict[str, str] = {}  # tests caught changing process-wide state
+        self._held: dict[int, tuple[str, str, list[pytest.TestReport]]] = {}
+        self._early: dict[int, Any] = {}  # settled before its result came: what ran beside it
+        # failed beside a caught test, running again alone: what ran beside it, the failed run
+        self._again_for: dict[int, tuple[str, str, list[pytest.TestReport]]] = {}
 
     # -- the run ---------------------------------------------------------------
 
@@ -106,6 +114,7 @@ class ProcessExecutor:
             self._kill_all()
             signal.signal(signal.SIGTERM, previous_term)
             gc.unfreeze()
+        self._log_held()
         if self._raised is not None:
             raise self._raised
         if not self._stopping:
@@ -202,7 +211,10 @@ class ProcessExecutor:
             return not busy
         if not self.workers:
             return True  # no worker left to run anything: _report_never_run
-        return self.scheduler.remaining == 0 and not self.dispatcher.isolate and not busy
+        return (
+            self.scheduler.remaining == 0 and not self.dispatcher.isolate and not self.dispatcher.at_end
+            and not busy and not self._held
+        )
 
     # -- messages --------------------------------------------------------------
 
@@ -226,11 +238,23 @@ class ProcessExecutor:
             _, index, name, at = message
             self.events.started(name, self.plan.items[index].nodeid, at)
         elif tag == "result":
-            _, index, name, reports, warnings = message
+            _, index, name, reports, warnings, *held = message
             for data in warnings:
                 wire.replay_warning(self.config, data)
             self._finish(worker, index)
-            self._log(index, name, [wire.load_report(self.config, r) for r in reports])
+            loaded = [wire.load_report(self.config, r) for r in reports]
+            if held and held[0] and index not in self._again_for:
+                self._held[index] = (worker.name, name, loaded)
+                self._apply_settled()
+            else:
+                self._log(index, name, loaded)
+        elif tag == "caught":
+            _, index, reason = message
+            self.caught.setdefault(self.plan.items[index].nodeid, reason)
+        elif tag == "settled":
+            _, index, beside = message
+            self._early[index] = beside
+            self._apply_settled()
         elif tag == "timeout":
             _, index, name, seconds, stack = message
             if index in worker.unfinished() and worker.timed_out is None:
@@ -257,9 +281,44 @@ class ProcessExecutor:
                 if argname not in self._made_names:
                     self.per_process.setdefault(argname, self._late_reason)
 
+    def _apply_settled(self) -> None:
+        """Held failures whose fate is known: logged, or run again alone at the end."""
+        for index in [i for i in self._early if i in self._held]:
+            beside = self._early.pop(index)
+            process, name, reports = self._held.pop(index)
+            if not beside:
+                self._log(index, name, reports)
+                continue
+            described = describe_beside(self.plan.items, beside)
+            if self.strict:
+                self.notes.append(f"{self.plan.items[index].nodeid} failed beside {described} (--strict-threads)")
+                self._log(index, name, reports)
+            else:
+                self._again_for[index] = (described, name, reports)
+                self.dispatcher.at_end.append(index)
+
+    def _log_held(self, process: str | None = None) -> None:
+        """Failures whose fate cannot be known now (their worker died, or the run
+        stopped): reported as they were."""
+        for index in sorted(self._held):
+            if process is None or self._held[index][0] == process:
+                _, name, reports = self._held.pop(index)
+                self._log(index, name, reports)
+        if process is None:
+            for index in list(self._again_for):
+                if not self._logged[index]:
+                    _, name, reports = self._again_for.pop(index)
+                    self._log(index, name, reports)
+
     def _finish(self, worker: Worker, index: int) -> None:
         worker.finished(index, self.plan.affinity[index])
-        self.scheduler.done(index)
+        self._scheduled_done(index)
+
+    def _scheduled_done(self, index: int) -> None:
+        if index in self.dispatcher.rerunning:
+            self.dispatcher.rerunning.discard(index)  # the scheduler was done with it before
+        else:
+            self.scheduler.done(index)
 
     # -- logging ---------------------------------------------------------------
 
@@ -268,6 +327,11 @@ class ProcessExecutor:
         if not extra and self._logged[index]:
             return
         self._logged[index] = True
+        again = self._again_for.pop(index, None)
+        if again is not None:
+            described, _, _ = again
+            result = "failed again" if any(r.failed for r in reports) else "passed"
+            self.notes.append(f"{item.nodeid} failed beside {described}; run again alone, it {result}")
         sections = self._made_sections.pop(index, None)
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
@@ -281,7 +345,7 @@ class ProcessExecutor:
             self._stop()
 
     def _log_failure(self, index: int, worker: str, text: str, kind: str) -> None:
-        self.scheduler.done(index)
+        self._scheduled_done(index)
         item = self.plan.items[index]
         started = self.events.since(worker, item.nodeid)
         self._log(index, worker, [wire.failed_report(item, text, kind, started)])
@@ -318,6 +382,7 @@ class ProcessExecutor:
         del self.workers[worker.name]
         worker.conn.close()
         cause = describe_exit(worker.process.reap())
+        self._log_held(worker.name)
         if worker.bye:
             return
         if not self._others_started:

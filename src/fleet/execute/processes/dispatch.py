@@ -92,6 +92,10 @@ class Dispatcher:
                 self._undispatched[node] += 1
         # tests to run again alone, to find out which one crashes
         self.isolate: list[int] = []
+        # tests to run again alone once everything else has run (a failure
+        # beside a test caught changing process-wide state), and those running so
+        self.at_end: list[int] = []
+        self.rerunning: set[int] = set()
 
     def dispatch(self, workers: list[Worker]) -> None:
         """Give each worker that has room a chain, one per worker per round."""
@@ -115,6 +119,13 @@ class Dispatcher:
                     open_workers.remove(worker)
         if any(len(w.chains) < self.threads for w in workers if w.alone is None):
             self._ask_back(workers)
+        if self.at_end and self.scheduler.remaining == 0:
+            for worker in workers:
+                if self.at_end and worker.alone is None and not worker.chains:
+                    index = self.at_end.pop(0)
+                    worker.alone = index
+                    self.rerunning.add(index)
+                    self._send_chain(worker, [index], alone=True)
 
     def _free_chain_length(self, workers: int) -> int:
         slots = max(1, workers) * self.threads

@@ -18,7 +18,13 @@ worker -> controller::
 
     ("made", [Made, ...])              first worker: the session fixtures it made
     ("started", index, worker, time)   sent with the previous test's result
-    ("result", index, worker, reports, warnings)
+    ("result", index, worker, reports, warnings[, held])
+                                       held: a failure to report only once
+                                       "settled" (threads in the worker)
+    ("caught", index, what it did)     a test changed process-wide state
+    ("settled", index, culprit | None, what the culprit did)
+                                       a held failure: beside a caught test
+                                       (run it again alone) or not (log it)
     ("raised", index, worker, exit_returncode | None, text)
     ("timeout", index, worker, seconds, stack)
     ("returned", [index, ...])
@@ -47,6 +53,17 @@ def dump_report(config: pytest.Config, report: pytest.TestReport) -> Any:
     if report.longrepr is None:
         return report
     return config.hook.pytest_report_to_serializable(config=config, report=report)
+
+
+def any_failed(config: pytest.Config, reports: list[Any]) -> bool:
+    """Whether a test's reports (as sent) hold a failure."""
+    for data in reports:
+        if isinstance(data, pytest.TestReport):
+            if data.failed:
+                return True
+        elif data.get("outcome") == "failed":
+            return True
+    return False
 
 
 def load_report(config: pytest.Config, data: Any) -> pytest.TestReport:
@@ -98,7 +115,7 @@ def unpicklable(items: list[pytest.Item], message: tuple[Any, ...], problem: Exc
     the test's failure, naming why."""
     if message[0] != "result":
         return message
-    _, index, name, reports, warnings = message
+    _, index, name, reports, warnings, *held = message
     try:
         pickle.dumps(reports)
     except Exception:
@@ -108,4 +125,4 @@ def unpicklable(items: list[pytest.Item], message: tuple[Any, ...], problem: Exc
         pickle.dumps(warnings)
     except Exception:
         warnings = []
-    return ("result", index, name, reports, warnings)
+    return ("result", index, name, reports, warnings, *held)

@@ -29,6 +29,7 @@ import pytest
 
 from fleet import adapters
 from fleet.execute import timeouts
+from fleet.execute.interference import SideBySide
 from fleet.execute.processes import wire
 from fleet.execute.processes.launch import spawned_identity
 from fleet.front import login
@@ -115,6 +116,8 @@ class WorkerProcess:
         self._gate = _Gate() if threads > 1 else None
         self._index = {id(item): i for i, item in enumerate(plan.items)}
         self._last_index: int | None = None
+        self.side_by_side = SideBySide(plan.items) if threads > 1 else None
+        self._caught_sent: set[int] = set()
 
     # -- the process ----------------------------------------------------------
 
@@ -140,6 +143,8 @@ class WorkerProcess:
         self.setupstate = setupstate
         output = ThreadOutput(self.config)
         output.install()  # never uninstalled: the process ends with os._exit
+        if self.side_by_side is not None:
+            self.side_by_side.install()
         self.config.pluginmanager.register(_WarningForwarder(), "fleet-warning-forwarder")
         timeout_plugin = self.config.pluginmanager.get_plugin("fleet-timeouts")
         if timeout_plugin is not None:
@@ -238,16 +243,32 @@ class WorkerProcess:
                         index = chain.indices.popleft()
                     # one write: the last test's result, and which test starts now
                     self._send_all([*unsent, ("started", index, name, time.time())])
-                    unsent = []
-                    unsent.append(self._run_test(index, name))
+                    unsent = self._run_test(index, name)
             finally:
                 if unsent:
                     self._send_all(unsent)
                 with self._work:
                     self._started.remove(chain)
 
-    def _run_test(self, index: int, name: str) -> tuple[Any, ...]:
-        """Run one test; whatever happens, the message that says how it ended."""
+    def _run_test(self, index: int, name: str) -> list[tuple[Any, ...]]:
+        """Run one test; whatever happens, the messages that say how it ended
+        (with what is known of tests running beside it)."""
+        side_by_side = self.side_by_side
+        if side_by_side is None:
+            return [self._run_one(index, name)]
+        side_by_side.starting(index)
+        message = self._run_one(index, name)
+        held = message[0] == "result" and wire.any_failed(self.config, message[3])
+        settled = side_by_side.ended(index, held)
+        messages = [(*message, held) if message[0] == "result" else message]
+        caught = side_by_side.tracker.caught
+        for culprit in [i for i in caught if i not in self._caught_sent and not self.plan.exclusive[i]]:
+            self._caught_sent.add(culprit)
+            messages.append(("caught", culprit, caught[culprit]))
+        messages += [("settled", s.index, s.beside) for s in settled]
+        return messages
+
+    def _run_one(self, index: int, name: str) -> tuple[Any, ...]:
         item = self.plan.items[index]
         try:
             exclusive = self._gate is not None and self.plan.exclusive[index]

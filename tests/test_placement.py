@@ -1,0 +1,152 @@
+"""Thread-unsafe tests: placed alone by construction, caught in the act, learned.
+
+Real tests change process-wide state (module attributes, os.environ,
+sys.stdout, logging); beside other tests on threads, that makes innocent
+tests fail. fleet's promise is serial's outcomes anyway.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import PROBE, outcomes, read_events, run
+
+PATCHING = """
+import os, time, logging
+
+def test_patches_a_module(monkeypatch):
+    monkeypatch.setattr(os, "sep", "!")
+    time.sleep(0.3)
+
+def test_patches_the_environment(monkeypatch):
+    monkeypatch.setenv("FLEET_PATCHED", "1")
+    time.sleep(0.3)
+"""
+
+READERS = """
+import os, time
+
+def test_reads_sep():
+    time.sleep(0.1)
+    assert os.sep == "/"
+
+def test_reads_the_environment():
+    time.sleep(0.1)
+    assert "FLEET_PATCHED" not in os.environ
+"""
+
+DOCTESTS = '''
+def double(x):
+    """
+    >>> double(2)
+    4
+    """
+    return 2 * x
+'''
+
+
+@pytest.mark.parametrize("mode", [["--mt", "4"], ["--mp", "2", "--mt", "2"]], ids=["mt4", "mp2-mt2"])
+def test_patching_fixtures_and_doctests_run_alone(pytester, probe, mode) -> None:
+    pytester.makepyfile(test_patching=PATCHING, test_readers=READERS, mod_doc=DOCTESTS)
+    result = run(pytester, *mode, "--group-unit", "function", "--doctest-modules")
+    assert outcomes(result) == {"passed": 5}
+    assert result.ret == 0
+    alone = [e for e in probe() if e["kind"] == "start" and "patches" in e["test"]]
+    assert len(alone) == 2 and all(e["running"] == 1 for e in alone), alone
+    result.stdout.fnmatch_lines(["placed alone in their process: 3 tests (2 uses monkeypatch, 1 doctests)*"])
+
+
+def test_a_fixture_declared_thread_safe_runs_beside_others(pytester, probe) -> None:
+    pytester.makeini("[pytest]\nthread_safe_fixtures = monkeypatch\n")
+    pytester.makepyfile(test_safe="""
+        import time
+
+        def test_one(monkeypatch):
+            time.sleep(0.4)
+
+        def test_two(monkeypatch):
+            time.sleep(0.4)
+        """)
+    result = run(pytester, "--mt", "2", "--group-unit", "function")
+    assert outcomes(result) == {"passed": 2}
+    assert max(e["running"] for e in probe() if e["kind"] == "start") == 2
+    assert "placed alone" not in result.stdout.str()
+
+
+CULPRITS = """
+import contextlib, io, logging, os, time
+
+def test_a_sets_the_environment():
+    os.environ["FLEET_DEMO"] = "1"
+    time.sleep(0.6)
+    del os.environ["FLEET_DEMO"]
+
+def test_b_swaps_stdout():
+    with contextlib.redirect_stdout(io.StringIO()):
+        time.sleep(0.6)
+
+def test_c_resets_logging():
+    logging.basicConfig(force=True)
+    time.sleep(0.6)
+"""
+
+VICTIMS = """
+import logging, os, time
+
+def test_expects_a_clean_environment():
+    time.sleep(0.2)
+    assert "FLEET_DEMO" not in os.environ
+
+def test_prints(capsys):
+    time.sleep(0.2)
+    print("hello")
+    assert capsys.readouterr().out == "hello\\n"
+
+def test_innocent_failure():
+    time.sleep(0.2)
+    assert False, "fails alone too"
+"""
+
+
+@pytest.mark.parametrize("mode", [["--mt", "6"], ["--mp", "1", "--mt", "6"]], ids=["mt6", "mp1-mt6"])
+def test_failures_beside_a_caught_test_run_again_alone(pytester, mode) -> None:
+    pytester.makepyfile(test_culprits=CULPRITS, test_victims=VICTIMS)
+    serial = run(pytester)
+    assert outcomes(serial) == {"passed": 5, "failed": 1}
+    result = run(pytester, *mode, "--group-unit", "function")
+    assert outcomes(result) == {"passed": 5, "failed": 1}
+    assert result.ret == serial.ret == 1
+    text = result.stdout.str()
+    assert "test_expects_a_clean_environment failed beside" in text
+    assert "test_prints failed beside" in text
+    assert "run again alone, it passed" in text
+    assert "test_innocent_failure failed beside" in text and "run again alone, it failed again" in text
+    result.stdout.fnmatch_lines([
+        "caught changing process-wide state beside other tests (no cache to remember them in):",
+        "*test_a_sets_the_environment: set the environment variable FLEET_DEMO",
+        "*test_b_swaps_stdout: replaced sys.stdout",
+        "*test_c_resets_logging: removed a root logger handler",
+    ])
+
+
+def test_strict_threads_reports_the_parallel_outcome(pytester) -> None:
+    pytester.makepyfile(test_culprits=CULPRITS, test_victims=VICTIMS)
+    result = run(pytester, "--mt", "6", "--group-unit", "function", "--strict-threads")
+    assert result.ret == 1
+    assert outcomes(result)["failed"] >= 2
+    assert "(--strict-threads)" in result.stdout.str()
+    assert "run again alone" not in result.stdout.str()
+
+
+def test_culprits_are_remembered_and_placed_alone_next_time(pytester) -> None:
+    pytester.makeconftest(PROBE)
+    pytester.makepyfile(test_culprits=CULPRITS, test_victims=VICTIMS)
+    first = pytester.runpytest_subprocess("--mt", "6", "--group-unit", "function")
+    assert "from the next run on, each runs alone" in first.stdout.str()
+    (pytester.path / "events.jsonl").unlink()
+    second = pytester.runpytest_subprocess("--mt", "6", "--group-unit", "function")
+    assert outcomes(second) == {"passed": 5, "failed": 1}
+    second.stdout.fnmatch_lines(["placed alone in their process: 3 tests (3 caught in an earlier run)*"])
+    assert "failed beside" not in second.stdout.str()
+    starts = [e for e in read_events(pytester.path / "events.jsonl") if e["kind"] == "start"]
+    assert all(e["running"] == 1 for e in starts if "test_culprits" in e["test"]), starts
