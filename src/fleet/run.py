@@ -27,7 +27,6 @@ from fleet.plan.placement import Placement, caught_notes
 from fleet.plan.workers import process_layout, thread_count
 from fleet.report.run_report import RunReport
 from fleet.state import internals
-from fleet.state.context import current
 from fleet.state.install import SharedScopes, ThreadOutput
 from fleet.worker import testrun_uid_key
 
@@ -142,14 +141,6 @@ class ParallelRun:
         if chosen is not None:
             return lambda item: _as_units(chosen.get(item))
         return self.division.units if self.division is not None else None
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None):
-        __tracebackhide__ = True
-        if current.worker is None:
-            return None
-        current.reports = internals.runtestprotocol(item, nextitem)
-        return True
 
     @pytest.hookimpl(wrapper=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:

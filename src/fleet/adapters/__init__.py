@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-ADAPTERS = ("allure",)
+ADAPTERS = ("allure", "rerunfailures")
 
 _loaded_key = pytest.StashKey[list[ModuleType]]()
 
@@ -50,3 +50,13 @@ def notify(config: pytest.Config, event: str, **kwargs: Any) -> None:
         handler = getattr(module, event, None)
         if handler is not None:
             handler(config, **kwargs)
+
+
+def gather(config: pytest.Config, event: str, **kwargs: Any) -> dict[str, Any]:
+    """Ask each loaded adapter that handles ``event`` for a mapping; all of them, merged."""
+    merged: dict[str, Any] = {}
+    for module in config.stash.get(_loaded_key, ()):
+        handler = getattr(module, event, None)
+        if handler is not None:
+            merged.update(handler(config, **kwargs) or {})
+    return merged

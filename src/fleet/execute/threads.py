@@ -26,23 +26,28 @@ from fleet.execute.interference import SideBySide, Settled, describe_beside, fai
 from fleet.plan.groups import Plan
 from fleet.plan.schedule import Scheduler
 from fleet.execute.lost import describe_exception, failed_report
-from fleet.state import internals
+from fleet.state import internals, relay
 from fleet.state.context import current
+from fleet.state.relay import Event
 from fleet.state.fixtures import running
 from fleet.worker import thread_worker_names
 
 
 @dataclass
 class Finished:
-    """A test that ran, with its reports, or an exception to re-raise."""
+    """A test that ran, with the logging calls it made, or an exception to re-raise."""
 
     item: pytest.Item
     worker: str
-    reports: list[pytest.TestReport] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     raised: BaseException | None = None
     index: int = -1
     held: bool = False  # failed: reported once it is known no caught test ran beside it
     settled: list[Settled] = field(default_factory=list)
+
+    @property
+    def reports(self) -> list[pytest.TestReport]:
+        return relay.reports(self.events)
 
 
 _WORKER_EXITED = object()
@@ -241,26 +246,24 @@ class ThreadExecutor:
         item = self.plan.items[index]
         side_by_side = self.side_by_side if watched else None
         try:
-            current.reports = []
             self.monitor.started(name, item.nodeid, time.time())
             if side_by_side is not None:
                 side_by_side.starting(index)
             try:
                 alone = self._terminal if self.plan.exclusive[index] else nullcontext()
-                with alone, running(item):
+                with alone, running(item) as events:
                     self.session.config.hook.pytest_runtest_protocol(item=item, nextitem=self.plan.nextitem[index])
             except BaseException as exc:  # pytest.exit(), internal errors
                 return Finished(item, name, raised=exc, index=index)
-            reports = current.reports
-            current.reports = []
+            reports = relay.reports(events)
             self._count_failures(reports)
             if side_by_side is None:
-                return Finished(item, name, reports, index=index)
+                return Finished(item, name, events, index=index)
             held = failed(reports)
-            return Finished(item, name, reports, index=index, held=held, settled=side_by_side.ended(index, held))
+            return Finished(item, name, events, index=index, held=held, settled=side_by_side.ended(index, held))
         except BaseException as exc:  # fleet's own code failed around the test
             text = f"fleet failed around this test on {name}: {describe_exception(exc)}"
-            return Finished(item, name, [failed_report(item, text, "internal")], index=index)
+            return Finished(item, name, relay.standard_events(item, [failed_report(item, text, "internal")]), index=index)
 
     def _count_failures(self, reports: list[pytest.TestReport]) -> None:
         """Stop handing out tests the moment --maxfail is reached."""
@@ -278,10 +281,6 @@ class ThreadExecutor:
             self._log_now(event)
 
     def _log_now(self, event: Finished) -> None:
-        item = event.item
-        ihook = item.ihook
-        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         for report in event.reports:
             report.fleet_worker = event.worker
-            ihook.pytest_runtest_logreport(report=report)
-        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        relay.replay(event.item, event.events)

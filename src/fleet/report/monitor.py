@@ -84,14 +84,16 @@ class Marker:
 
 
 def outcome_of(record: TestRecord) -> str:
-    """A test's single outcome from its phases, as pytest's summary counts it."""
-    for phase in record.phases:
+    """A test's single outcome from its phases, as pytest's summary counts it
+    (an attempt pytest-rerunfailures reran counts as nothing)."""
+    phases = [p for p in record.phases if p.outcome != "rerun"]
+    for phase in phases:
         if phase.outcome == "failed":
             return "failed" if phase.when == "call" else "error"
     if record.xfail:
-        call = next(p for p in record.phases if p.when == "call")
+        call = next(p for p in phases if p.when == "call")
         return "xfailed" if call.outcome == "skipped" else "xpassed"
-    if any(p.outcome == "skipped" for p in record.phases):
+    if any(p.outcome == "skipped" for p in phases):
         return "skipped"
     return "passed"
 
@@ -181,11 +183,16 @@ class RunMonitor:
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        """A test (or one of its attempts, pytest-rerunfailures) is logged:
+        it counts once, with the outcome of its last attempt."""
         record = self.records.get(nodeid)
         if record is None:
             return
+        if record.outcome:
+            self.counts[record.outcome] -= 1
+        else:
+            self.done += 1
         record.outcome = outcome_of(record)
-        self.done += 1
         self.counts[record.outcome] += 1
         if self.since(record.worker, nodeid) is not None:
             self.stopped(record.worker)

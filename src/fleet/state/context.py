@@ -21,8 +21,8 @@ class _Current(threading.local):
     item_slots: dict[Any, Any] | None = None
     # fixturedef -> slot, pinned while that fixture is being set up or torn down
     pinned: dict[Any, Any] | None = None
-    # reports of the test this worker just ran, handed to the main thread
-    reports: list[Any] | None = None
+    # the logging hook calls of the test running on this thread (state.relay)
+    events: list[Any] | None = None
     # in a worker process: warnings recorded during the current test, for its result
     warnings: list[Any] | None = None
     # fixture instances the current test uses that another parameter could replace

@@ -345,18 +345,22 @@ class FixtureSlots:
 
 
 class running:
-    """One test on this thread: which item, and the fixture instances it uses
-    (counted while it runs, so no other parameter replaces them meanwhile)."""
+    """One test on this thread: which item, the fixture instances it uses
+    (counted while it runs, so no other parameter replaces them meanwhile),
+    and the logging calls it makes."""
 
     __slots__ = ("item",)
 
     def __init__(self, item: pytest.Item) -> None:
         self.item = item
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> list[Any]:
+        """The list its logging hook calls are recorded in (:mod:`fleet.state.relay`)."""
         current.item = self.item
         current.item_slots = {}
         current.counted = []
+        current.events = events = []
+        return events
 
     def __exit__(self, *exc: object) -> None:
         counted = current.counted
@@ -364,7 +368,7 @@ class running:
             with _users_lock:
                 for slot in counted:
                     slot.users -= 1
-        current.item = current.item_slots = current.counted = None
+        current.item = current.item_slots = current.counted = current.events = None
 
 
 _users_lock = threading.Lock()

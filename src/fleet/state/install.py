@@ -22,6 +22,7 @@ from fleet.state.capture import ThreadCapture
 from fleet.state.fixtures import FixtureSlots
 from fleet.state.logs import ThreadLogCapture
 from fleet.state.parsing import SerialParse
+from fleet.state.relay import LogRelay
 from fleet.state.setupstate import SharedSetupState
 from fleet.state.thread_warnings import ThreadWarnings
 
@@ -53,6 +54,7 @@ class ThreadOutput:
         self.capture = ThreadCapture(config)
         self._parts = [
             self.capture, ThreadLogCapture(config), ThreadWarnings(), internals.CurrentTestVariable(), SerialParse(),
+            LogRelay(config),
         ]
         self._installed: list[Any] = []
 

@@ -27,7 +27,6 @@ import pytest
 # ``__init__`` is checked as a name assigned there.
 TOUCHPOINTS: list[tuple[str, str, str]] = [
     ("_pytest.outcomes", "OutcomeException", "set-up errors are re-raised as pytest does"),
-    ("_pytest.runner", "runtestprotocol", "workers run a test without logging its reports"),
     ("_pytest.runner", "_update_current_test_var", "PYTEST_CURRENT_TEST is kept thread-safe"),
     ("_pytest.runner", "SetupState.__init__", "fleet swaps in a thread-safe Session._setupstate"),
     ("_pytest.fixtures", "FixtureDef.__init__:cached_result", "fixture values per scope instance"),
@@ -47,6 +46,7 @@ TOUCHPOINTS: list[tuple[str, str, str]] = [
     ("_pytest.logging", "caplog_handler_key", "caplog reads the current thread's handler"),
     ("_pytest.logging", "caplog_records_key", "caplog reads the current thread's records"),
     ("_pytest._io.terminalwriter", "TerminalWriter.__init__:_file", "the live view prints pytest's lines above it"),
+    ("pluggy._manager", "PluginManager.__init__:_inner_hookexec", "a test's logging hooks are replayed by the main thread"),
 ]
 
 
@@ -118,16 +118,50 @@ def internal_frame(function: F) -> F:
     return function
 
 
+# --- hooks ---------------------------------------------------------------------
+
+
+def hook_executor(pluginmanager: Any) -> Callable[..., Any]:
+    """What every hook call goes through in pluggy (whatever proxy made it)."""
+    return pluginmanager._inner_hookexec
+
+
+def set_hook_executor(pluginmanager: Any, executor: Callable[..., Any]) -> None:
+    pluginmanager._inner_hookexec = executor
+
+
+# --- subtests ------------------------------------------------------------------
+
+
+def _failed_subtests(config: pytest.Config) -> Any:
+    try:
+        module = importlib.import_module("_pytest.subtests")
+    except ImportError:
+        return None
+    key = getattr(module, "failed_subtests_key", None)
+    return config.stash.get(key, None) if key is not None else None
+
+
+def failed_subtests(config: pytest.Config, item: pytest.Item) -> int:
+    """pytest >= 9 fails a passing test whose subtests failed by counting them
+    in ``config.stash`` where the subtest ran: a worker process's count must
+    reach the controller, which shows the test's outcome."""
+    counts = _failed_subtests(config)
+    return counts.get(item.id, 0) if counts is not None else 0
+
+
+def set_failed_subtests(config: pytest.Config, item: pytest.Item, count: int) -> None:
+    counts = _failed_subtests(config)
+    if counts is not None and count:
+        counts[item.id] = count
+
+
 # --- outcomes and the runner --------------------------------------------------
 
 
 def test_outcome_types() -> tuple[type[BaseException], ...]:
     """What SetupState catches and re-raises: skip/fail/xfail and any Exception."""
     return (_private("_pytest.outcomes").OutcomeException, Exception)
-
-
-def runtestprotocol(item: pytest.Item, nextitem: pytest.Item | None) -> list[pytest.TestReport]:
-    return _private("_pytest.runner").runtestprotocol(item, nextitem=nextitem, log=False)
 
 
 def get_setupstate(session: pytest.Session) -> Any:

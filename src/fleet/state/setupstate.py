@@ -36,7 +36,18 @@ class _NodeState:
         self.ready = False
 
 
-class _ActiveNodes:
+class _Stack:
+    """What pytest's ``SetupState.stack`` answers, for the test on this thread.
+
+    pytest asks ``node in stack`` (is it set up?). pytest-rerunfailures also
+    walks the running test's entries and deletes its scopes from the stack
+    before a teardown that a rerun will follow, so that teardown keeps them:
+    here that means the test's next teardown leaves its scopes set up (and
+    uncounted), and deleting the test itself drops its own finalizers, as
+    deleting it from pytest's stack does. Putting entries back (``update``)
+    needs nothing: the keeping lasts for one teardown.
+    """
+
     __slots__ = ("_state",)
 
     def __init__(self, state: SharedSetupState) -> None:
@@ -44,6 +55,28 @@ class _ActiveNodes:
 
     def __contains__(self, node: Any) -> bool:
         return self._state.is_node_active(node)
+
+    def keys(self) -> list[Any]:
+        item = current.item
+        if item is None:
+            return []
+        return [node for node in item.listchain() if self._state.is_node_active(node)]
+
+    def __iter__(self) -> Any:
+        return iter(self.keys())
+
+    def __getitem__(self, node: Any) -> tuple[Any, ...]:
+        return (node,)
+
+    def __delitem__(self, node: Any) -> None:
+        item = current.item
+        if node is item:
+            self._state.forget(node)
+        elif item is not None:
+            self._state.keep_for_next_attempt(item, node)
+
+    def update(self, entries: Any) -> None:
+        pass
 
 
 class SharedSetupState:
@@ -62,6 +95,8 @@ class SharedSetupState:
         self._outcomes = internals.test_outcome_types()
         # nodes that may still get tests (a worker process learns its tests as they come)
         self._open: set[Any] = set()
+        # test -> nodes its next teardown keeps (it runs again)
+        self._kept: dict[Any, set[Any]] = {}
 
     # A worker process does not know in advance which tests it will run: it
     # counts each test as it arrives, and keeps a node open (counted once
@@ -142,9 +177,18 @@ class SharedSetupState:
         return state is not None and state.ready
 
     @property
-    def stack(self) -> _ActiveNodes:
-        """What pytest's stack answers to ``node in stack``: the active nodes."""
-        return _ActiveNodes(self)
+    def stack(self) -> _Stack:
+        """What pytest's stack answers (``node in stack``, and what
+        pytest-rerunfailures does with it)."""
+        return _Stack(self)
+
+    def forget(self, item: pytest.Item) -> None:
+        """Drop a test's own finalizers without running them."""
+        self._items.pop(item, None)
+
+    def keep_for_next_attempt(self, item: pytest.Item, node: Any) -> None:
+        """The test runs again: its next teardown leaves ``node`` set up."""
+        self._kept.setdefault(item, set()).add(node)
 
     def addfinalizer(self, finalizer: Callable[[], object], node: Any) -> None:
         assert callable(finalizer)
@@ -172,7 +216,10 @@ class SharedSetupState:
             return
         errors: list[BaseException] = []
         _run_finalizers(item, self._items.pop(item, []), errors, self._outcomes)
+        kept = self._kept.pop(item, ())
         for node in reversed(item.listchain()[:-1]):
+            if node in kept:
+                continue
             with self._lock:
                 self._remaining[node] -= 1
                 state = self._nodes.pop(node, None) if self._remaining[node] == 0 else None

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from fleet import adapters
 from fleet.execute.events import RunEvents
 from fleet.execute.interference import describe_beside
 from fleet.execute.processes import crashes, wire
@@ -38,7 +39,7 @@ from fleet.execute.processes.worker import WorkerProcess
 from fleet.front import login
 from fleet.plan.groups import Plan
 from fleet.plan.schedule import Scheduler
-from fleet.state import session_fixtures
+from fleet.state import internals, relay, session_fixtures
 from fleet.state.fixtures import FixtureSlots
 from fleet.worker import thread_names
 
@@ -87,10 +88,10 @@ class ProcessExecutor:
         self._stopping = False
         self.strict = strict
         self.caught: dict[str, str] = {}  # tests caught changing process-wide state
-        self._held: dict[int, tuple[str, str, list[pytest.TestReport]]] = {}
+        self._held: dict[int, tuple[str, str, list[relay.Event]]] = {}
         self._early: dict[int, Any] = {}  # settled before its result came: what ran beside it
         # failed beside a caught test, running again alone: what ran beside it, the failed run
-        self._again_for: dict[int, tuple[str, str, list[pytest.TestReport]]] = {}
+        self._again_for: dict[int, tuple[str, str, list[relay.Event]]] = {}
 
     # -- the run ---------------------------------------------------------------
 
@@ -238,11 +239,12 @@ class ProcessExecutor:
             _, index, name, at = message
             self.events.started(name, self.plan.items[index].nodeid, at)
         elif tag == "result":
-            _, index, name, reports, warnings, *held = message
+            _, index, name, events, warnings, carried, *held = message
+            self._carried(index, carried)
             for data in warnings:
                 wire.replay_warning(self.config, data)
             self._finish(worker, index)
-            loaded = [wire.load_report(self.config, r) for r in reports]
+            loaded = wire.load_events(self.config, events)
             if held and held[0] and index not in self._again_for:
                 self._held[index] = (worker.name, name, loaded)
                 self._apply_settled()
@@ -276,25 +278,34 @@ class ProcessExecutor:
             _, extra, made_here = message
             worker.bye = True
             for index, reports in extra:
-                self._log(index, worker.name, [wire.load_report(self.config, r) for r in reports], extra=True)
+                item = self.plan.items[index]
+                loaded = [wire.load_report(self.config, r) for r in reports]
+                self._log(index, worker.name, relay.standard_events(item, loaded), extra=True)
             for argname in made_here if len(self.names) > 1 else ():
                 if argname not in self._made_names:
                     self.per_process.setdefault(argname, self._late_reason)
+
+    def _carried(self, index: int, carried: dict[str, Any]) -> None:
+        """What a worker's test left on its item and the config that the
+        controller's plugins read when they log it."""
+        item = self.plan.items[index]
+        internals.set_failed_subtests(self.config, item, carried.pop("failed subtests", 0))
+        adapters.notify(self.config, "carried", item=item, data=carried)
 
     def _apply_settled(self) -> None:
         """Held failures whose fate is known: logged, or run again alone at the end."""
         for index in [i for i in self._early if i in self._held]:
             beside = self._early.pop(index)
-            process, name, reports = self._held.pop(index)
+            process, name, events = self._held.pop(index)
             if not beside:
-                self._log(index, name, reports)
+                self._log(index, name, events)
                 continue
             described = describe_beside(self.plan.items, beside)
             if self.strict:
                 self.notes.append(f"{self.plan.items[index].nodeid} failed beside {described} (--strict-threads)")
-                self._log(index, name, reports)
+                self._log(index, name, events)
             else:
-                self._again_for[index] = (described, name, reports)
+                self._again_for[index] = (described, name, events)
                 self.dispatcher.at_end.append(index)
 
     def _log_held(self, process: str | None = None) -> None:
@@ -302,13 +313,13 @@ class ProcessExecutor:
         stopped): reported as they were."""
         for index in sorted(self._held):
             if process is None or self._held[index][0] == process:
-                _, name, reports = self._held.pop(index)
-                self._log(index, name, reports)
+                _, name, events = self._held.pop(index)
+                self._log(index, name, events)
         if process is None:
             for index in list(self._again_for):
                 if not self._logged[index]:
-                    _, name, reports = self._again_for.pop(index)
-                    self._log(index, name, reports)
+                    _, name, events = self._again_for.pop(index)
+                    self._log(index, name, events)
 
     def _finish(self, worker: Worker, index: int) -> None:
         worker.finished(index, self.plan.affinity[index])
@@ -322,25 +333,25 @@ class ProcessExecutor:
 
     # -- logging ---------------------------------------------------------------
 
-    def _log(self, index: int, worker: str, reports: list[pytest.TestReport], extra: bool = False) -> None:
+    def _log(self, index: int, worker: str, events: list[relay.Event], extra: bool = False) -> None:
+        """Make a test's logging calls here, as the worker made them."""
         item = self.plan.items[index]
         if not extra and self._logged[index]:
             return
         self._logged[index] = True
+        reports = relay.reports(events)
         again = self._again_for.pop(index, None)
         if again is not None:
             described, _, _ = again
             result = "failed again" if any(r.failed for r in reports) else "passed"
             self.notes.append(f"{item.nodeid} failed beside {described}; run again alone, it {result}")
         sections = self._made_sections.pop(index, None)
-        ihook = item.ihook
-        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         for report in reports:
             report.fleet_worker = worker
             if sections and report.when == "setup":
                 report.sections[:0] = sections
-            ihook.pytest_runtest_logreport(report=report)
-        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+                sections = None
+        relay.replay(item, events)
         if self.session.shouldfail or self.session.shouldstop:
             self._stop()
 
@@ -348,18 +359,18 @@ class ProcessExecutor:
         self._scheduled_done(index)
         item = self.plan.items[index]
         started = self.events.since(worker, item.nodeid)
-        self._log(index, worker, [wire.failed_report(item, text, kind, started)])
+        self._log(index, worker, relay.standard_events(item, [wire.failed_report(item, text, kind, started)]))
 
     def _report_never_run(self) -> None:
         """Every collected test ends with an outcome, even with no worker left."""
         for index, logged in enumerate(self._logged):
             if not logged:
-                self._log(index, "-", [wire.failed_report(
-                    self.plan.items[index],
+                item = self.plan.items[index]
+                text = (
                     "not run: every worker process crashed and --max-worker-restart "
-                    f"({self.max_restarts}) allows no more",
-                    "not run",
-                )])
+                    f"({self.max_restarts}) allows no more"
+                )
+                self._log(index, "-", relay.standard_events(item, [wire.failed_report(item, text, "not run")]))
 
     def _send(self, worker: Worker, message: tuple[Any, ...]) -> None:
         try:

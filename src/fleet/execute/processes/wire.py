@@ -18,7 +18,11 @@ worker -> controller::
 
     ("made", [Made, ...])              first worker: the session fixtures it made
     ("started", index, worker, time)   sent with the previous test's result
-    ("result", index, worker, reports, warnings[, held])
+    ("result", index, worker, events, warnings, carried[, held])
+                                       events: the test's logging calls, in order
+                                       (hook name, report or location); carried:
+                                       what it left on its item that the
+                                       controller's plugins read
                                        held: a failure to report only once
                                        "settled" (threads in the worker)
     ("caught", index, what it did)     a test changed process-wide state
@@ -55,9 +59,26 @@ def dump_report(config: pytest.Config, report: pytest.TestReport) -> Any:
     return config.hook.pytest_report_to_serializable(config=config, report=report)
 
 
-def any_failed(config: pytest.Config, reports: list[Any]) -> bool:
-    """Whether a test's reports (as sent) hold a failure."""
-    for data in reports:
+def dump_events(config: pytest.Config, events: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, Any]]:
+    """A test's logging calls for the wire: reports dumped, locations as they are."""
+    return [
+        (name, dump_report(config, kwargs["report"]) if name == "pytest_runtest_logreport" else kwargs)
+        for name, kwargs in events
+    ]
+
+
+def load_events(config: pytest.Config, data: list[tuple[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (name, {"report": load_report(config, value)} if name == "pytest_runtest_logreport" else value)
+        for name, value in data
+    ]
+
+
+def any_failed(config: pytest.Config, events: list[tuple[str, Any]]) -> bool:
+    """Whether a test's logging calls (as sent) hold a failed report."""
+    for name, data in events:
+        if name != "pytest_runtest_logreport":
+            continue
         if isinstance(data, pytest.TestReport):
             if data.failed:
                 return True
@@ -115,14 +136,24 @@ def unpicklable(items: list[pytest.Item], message: tuple[Any, ...], problem: Exc
     the test's failure, naming why."""
     if message[0] != "result":
         return message
-    _, index, name, reports, warnings, *held = message
+    _, index, name, events, warnings, carried, *held = message
     try:
-        pickle.dumps(reports)
+        pickle.dumps(events)
     except Exception:
         text = f"fleet could not send this test's reports from {name}: {describe_exception(problem)}"
-        reports = [failed_report(items[index], text, "internal")]
+        item = items[index]
+        location = {"nodeid": item.nodeid, "location": item.location}
+        events = [
+            ("pytest_runtest_logstart", location),
+            ("pytest_runtest_logreport", failed_report(item, text, "internal")),
+            ("pytest_runtest_logfinish", location),
+        ]
     try:
         pickle.dumps(warnings)
     except Exception:
         warnings = []
-    return ("result", index, name, reports, warnings, *held)
+    try:
+        pickle.dumps(carried)
+    except Exception:
+        carried = {}
+    return ("result", index, name, events, warnings, carried, *held)

@@ -34,7 +34,7 @@ from fleet.execute.processes import wire
 from fleet.execute.processes.launch import spawned_identity
 from fleet.front import login
 from fleet.plan.groups import Plan
-from fleet.state import internals, session_fixtures
+from fleet.state import internals, relay, session_fixtures
 from fleet.state.context import current
 from fleet.state.fixtures import FixtureSlots, running
 from fleet.state.install import ThreadOutput
@@ -274,10 +274,9 @@ class WorkerProcess:
             exclusive = self._gate is not None and self.plan.exclusive[index]
             if self._gate is not None:
                 self._gate.enter(exclusive)
-            current.reports = []
             current.warnings = []
             try:
-                with running(item):
+                with running(item) as events:
                     self.config.hook.pytest_runtest_protocol(item=item, nextitem=self.plan.nextitem[index])
             except BaseException as exc:  # pytest.exit(), an internal error
                 returncode = exc.returncode if isinstance(exc, pytest.exit.Exception) else None
@@ -287,12 +286,14 @@ class WorkerProcess:
                 if self._gate is not None:
                     self._gate.leave(exclusive)
             self._last_index = index
-            reports = [wire.dump_report(self.config, r) for r in current.reports]
-            warnings, current.warnings, current.reports = current.warnings, None, []
-            return ("result", index, name, reports, warnings)
+            warnings, current.warnings = current.warnings, None
+            carried = adapters.gather(self.config, "carry", item=item)
+            carried["failed subtests"] = internals.failed_subtests(self.config, item)
+            return ("result", index, name, wire.dump_events(self.config, events), warnings, carried)
         except BaseException as exc:  # fleet's own code failed around the test
             text = f"fleet failed around this test on {name}: {wire.describe_exception(exc)}"
-            return ("result", index, name, [wire.failed_report(item, text, "internal")], [])
+            report = wire.failed_report(item, text, "internal")
+            return ("result", index, name, wire.dump_events(self.config, relay.standard_events(item, [report])), [], {})
 
     def _timed_out(self, ident: int, item: pytest.Item, seconds: float) -> None:
         index = self._index.get(id(item))
