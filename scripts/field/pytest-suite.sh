@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
     --timeout) timeout="$2"; shift ;;
     --rerun-serial) rerun="$2"; shift ;;
     --rebuild) rebuild=1 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
   shift

@@ -20,7 +20,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="+", help="result.json files")
-    ap.add_argument("--top", type=int, default=6, help="difference kinds listed per suite and mode")
+    ap.add_argument("--top", type=int, default=6, help="difference kinds listed per suite and mode (0: tables only)")
     opts = ap.parse_args(argv)
     rows = ["| suite | mode | wall s | × serial | rc (serial) | tests | same | differ | missing | extra/dup | HANG |",
             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                 key = (s["tests"][tid]["outcome"], rec["outcome"], rec.get("message", "")[:100])
                 kinds[key] += 1
                 example.setdefault(key, tid)
-            if kinds:
+            if kinds and opts.top > 0:
                 details.append(f"\n**{r['name']} `{run['label']}`** ({len(c['differ'])} differ, {len(c['missing'])} missing)\n")
                 for key, n in kinds.most_common(opts.top):
                     details.append(f"- {n}× {key[0]} → {key[1]}: `{key[2]}` (e.g. `{example[key]}`)")
