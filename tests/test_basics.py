@@ -70,7 +70,7 @@ def test_bad_group_unit_is_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_a(): pass")
     result = run(pytester, "--mt", "2", "--group-unit", "package")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "invalid choice: 'package'" in result.stderr.str()
+    assert "fleet: --group-unit takes module, class or function, not 'package'" in result.stderr.str()
 
 
 def test_mt_followed_by_a_path_runs_that_path_with_auto(pytester: pytest.Pytester) -> None:

@@ -418,7 +418,7 @@ def test_killing_the_controller_kills_its_workers(pytester: pytest.Pytester) -> 
 def test_usage_errors_are_one_line(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_a="def test_a(): pass\n")
     for args, message in [
-        (["--mp", "zero"], "ERROR: fleet: --mp takes a positive integer or 'auto', not 'zero'"),
+        (["--mp=zero"], "ERROR: fleet: --mp takes a positive integer or 'auto', not 'zero'"),
         (["--mp", "2", "--max-worker-restart", "x"], "ERROR: fleet: --max-worker-restart takes a whole number, not 'x'"),
         (["-p", "no:xdist", "-n", "many"], "ERROR: fleet: -n takes a positive integer or 'auto', not 'many'"),
     ]:

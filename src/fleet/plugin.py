@@ -35,9 +35,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in options.MARKS:
         config.addinivalue_line("markers", line)
     config.stash[worker.testrun_uid_key] = os.environ.get("FLEET_TESTRUNUID") or uuid.uuid4().hex
+    options.check_values(config)  # every value fleet reads; a bad one: one line, exit 4
     threads = options.requested_threads(config)
     processes = options.requested_processes(config)
-    unit = options.group_unit(config)
     if config.getoption("fleet_env"):
         environment.environment(config)  # an unknown --env: a usage error before anything runs
     options.take_back_paths_from_marks(config)
@@ -48,6 +48,12 @@ def pytest_configure(config: pytest.Config) -> None:
         parallel = True
     elif parallel and division is None:
         division = from_strategy_file(config)
+    unit = options.group_unit(config, parallel)
+    options.check_for_parallel(config, parallel, processes)
+    if config.getoption("fleet_timeline") is not None:
+        from fleet.report import timeline
+
+        timeline.check_path(config.getoption("fleet_timeline"))  # before the run, not after it
     config.pluginmanager.register(Timeouts(config), "fleet-timeouts")
     if parallel:
         _start_parallel(config, threads, processes, unit, division)
@@ -61,7 +67,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def _start_parallel(config: pytest.Config, threads, processes, unit, division) -> None:
     from fleet import adapters
     from fleet.execute.processes.launch import quiet_if_spawned
-    from fleet.report import timeline
     from fleet.report.monitor import FixtureTimes
     from fleet.run import ParallelRun
     from fleet.state import internals
@@ -80,17 +85,17 @@ def _start_parallel(config: pytest.Config, threads, processes, unit, division) -
         )
     if processes is not None and not hasattr(os, "fork"):
         raise pytest.UsageError("fleet: --mp needs os.fork (Linux, macOS); use --mt here")
-    slow_after = config.getoption("fleet_slow_after")
-    if not slow_after > 0:
-        raise pytest.UsageError(f"fleet: --slow-after takes a number of seconds above 0, not {slow_after:g}")
-    if config.getoption("fleet_timeline"):
-        timeline.check_path(config.getoption("fleet_timeline"))
     config.pluginmanager.register(FixtureTimes(), "fleet-fixture-times")
     adapters.configure(config, processes is not None)
     config.pluginmanager.register(CaptureFixtures(), "fleet-capture-fixtures")
     config.pluginmanager.register(ParallelRun(config, threads, unit, division, processes), "fleet-run")
     if processes is not None:
         quiet_if_spawned(config)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The marks fleet reads on the tests that will run, checked before any runs."""
+    options.check_items(session.config, session.items, session.config.pluginmanager.has_plugin("fleet-run"))
 
 
 @pytest.hookimpl(wrapper=True)

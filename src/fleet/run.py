@@ -15,7 +15,7 @@ from typing import Any, Callable, Generator, Hashable
 
 import pytest
 
-from fleet.execute.processes import launch
+from fleet.execute.processes import launch, nodes
 from fleet.execute.processes.controller import ProcessExecutor
 from fleet.execute.processes.worker import run_spawned
 from fleet.execute.threads import ThreadExecutor
@@ -92,7 +92,10 @@ class ParallelRun:
         return True
 
     def _run_processes(self, session: pytest.Session, plan: Plan) -> None:
-        processes, threads = process_layout(self.processes, self.threads, plan.runnable_groups)
+        wanted = self.processes
+        if wanted == "auto":
+            wanted = nodes.auto_workers(self.config) or "auto"
+        processes, threads = process_layout(wanted, self.threads, plan.runnable_groups)
         restarts = max_worker_restart(self.config)
         self._scopes = SharedScopes(session, plan.sequential_nodes)
         self._scopes.install()

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-ADAPTERS = ("allure", "rerunfailures")
+ADAPTERS = ("allure", "rerunfailures", "metadata", "coverage", "syrupy", "timeout", "django", "randomly", "order", "html", "json_report", "benchmark", "stepwise", "asyncio")
 
 _loaded_key = pytest.StashKey[list[ModuleType]]()
 

@@ -195,7 +195,7 @@ def watch(config: pytest.Config, monitor: RunMonitor, items: list[pytest.Item]) 
 def worker_finishing(config: pytest.Config, made: list[Any]) -> None:
     """A worker process ends: containers for the session fixtures it was handed."""
     handed_over = config.pluginmanager.get_plugin(HANDED_OVER)
-    if handed_over is not None:
+    if made and handed_over is not None:
         handed_over.write(made)
 
 

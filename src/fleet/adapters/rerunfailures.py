@@ -5,7 +5,9 @@ attempt itself; the log relay (:mod:`fleet.state.relay`) delivers those
 calls in order, and fleet's SetupState keeps a test's scopes set up for its
 next attempt when the plugin takes them off the stack. What a worker
 process must still hand back is ``item.execution_count``, which the
-controller's ``pytest_sessionfinish`` reads for ``--fail-on-flaky``.
+controller's ``pytest_sessionfinish`` reads for ``--fail-on-flaky``; and in
+a worker the plugin must not hold back intermediate reports for an old
+pytest-xdist.
 """
 
 from __future__ import annotations
@@ -19,6 +21,16 @@ PLUGIN = "rerunfailures"
 
 def configure(config: pytest.Config, processes: bool) -> None:
     pass
+
+
+def worker_started(config: pytest.Config) -> None:
+    """In a worker (``config.workerinput`` set), pytest-rerunfailures logs an
+    attempt's intermediate reports only if it trusts the xdist it sees; the
+    relay delivers them in order whatever is installed."""
+    import pytest_rerunfailures
+
+    if hasattr(pytest_rerunfailures, "works_with_current_xdist"):
+        pytest_rerunfailures.works_with_current_xdist = lambda: True
 
 
 def carry(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:

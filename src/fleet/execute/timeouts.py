@@ -29,7 +29,7 @@ from typing import Any, Callable, Generator, Iterator
 
 import pytest
 
-from fleet.front.options import default_timeout, timeout_for
+from fleet.front.options import MAX_TIMEOUT, default_timeout, timeout_for
 
 def describe(seconds: float) -> str:
     return f"Timeout: the test ran longer than {seconds:g} s (--test-timeout)"
@@ -39,12 +39,14 @@ class TestTimedOut(pytest.fail.Exception):  # type: ignore[misc, name-defined]
     """Raised in a test's thread at its deadline."""
 
     seconds = 0.0
+    message = ""
 
     def __init__(self, msg: str | None = None, pytrace: bool = False) -> None:
-        super().__init__(msg or describe(self.seconds), pytrace=pytrace)
+        super().__init__(msg or self.message or describe(self.seconds), pytrace=pytrace)
 
 
-Expired = Callable[[int, pytest.Item, float], None]
+# (thread ident, test, seconds, the failure's text or "" for fleet's own)
+Expired = Callable[[int, pytest.Item, float, str], None]
 
 
 class Watchdog:
@@ -55,17 +57,19 @@ class Watchdog:
         self.raises_in_thread = on_expired is fail_in_thread
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, int]] = []  # (deadline, thread ident, serial)
-        self._running: dict[int, tuple[int, pytest.Item, float]] = {}
+        self._running: dict[int, tuple[int, pytest.Item, float, str]] = {}
         self._serial = 0
         self._expired: set[int] = set()
         self._thread: threading.Thread | None = None
 
-    def start(self, item: pytest.Item, seconds: float) -> None:
+    def start(self, item: pytest.Item, seconds: float, message: str = "") -> None:
+        """The test on this thread fails after ``seconds`` (with ``message``,
+        else fleet's own text)."""
         ident = threading.get_ident()
         with self._cond:
             self._serial += 1
-            self._running[ident] = (self._serial, item, seconds)
-            heapq.heappush(self._heap, (time.monotonic() + seconds, ident, self._serial))
+            self._running[ident] = (self._serial, item, seconds, message)
+            heapq.heappush(self._heap, (time.monotonic() + _armable(seconds), ident, self._serial))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._watch, name="fleet-watchdog", daemon=True)
                 self._thread.start()
@@ -88,12 +92,17 @@ class Watchdog:
                     heapq.heappop(self._heap)  # finished in time
                 if self._heap and self._heap[0][0] <= time.monotonic():
                     _, ident, _ = heapq.heappop(self._heap)
-                    _, item, seconds = self._running.pop(ident)
+                    _, item, seconds, message = self._running.pop(ident)
                     # under the lock: the test's thread cannot be past stop() meanwhile
                     self._expired.add(ident)
-                    self._on_expired(ident, item, seconds)
+                    self._on_expired(ident, item, seconds, message)
                     continue
-                self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                self._cond.wait(_armable(self._heap[0][0] - time.monotonic()) if self._heap else None)
+
+
+def _armable(seconds: float) -> float:
+    """A wait the timer and Condition.wait accept: longer ones (1e300, inf) raise OverflowError."""
+    return max(0.0, min(seconds, MAX_TIMEOUT))
 
 
 _MACHINERY = ("/_pytest/", "/pluggy/", "/fleet/", "threading.py")
@@ -108,15 +117,27 @@ def stack_of(ident: int) -> str:
     return "".join(traceback.format_list(frames))
 
 
-def fail_in_thread(ident: int, item: pytest.Item, seconds: float) -> None:
+def timed_out(seconds: float, message: str = "") -> type[TestTimedOut]:
+    """The exception a timed-out test fails with; it reads as pytest's own
+    ``Failed: ...``, as pytest-timeout's does."""
+    return type("Failed", (TestTimedOut,), {"seconds": seconds, "message": message, "__module__": "builtins"})
+
+
+def fail_in_thread(ident: int, item: pytest.Item, seconds: float, message: str = "") -> None:
     """Raise TestTimedOut in the thread running ``item``."""
-    exception = type("TestTimedOut", (TestTimedOut,), {"seconds": seconds})
+    exception = timed_out(seconds, message)
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exception))
 
 
 def _cancel_pending(ident: int) -> None:
     """Drop a TestTimedOut not yet raised (the test ended just in time)."""
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
+
+
+def cancel_here(watchdog: Watchdog) -> None:
+    """The test on this thread ended: its deadline no longer holds."""
+    if watchdog.stop() and watchdog.raises_in_thread:
+        _cancel_pending(threading.get_ident())
 
 
 class Timeouts:
@@ -132,15 +153,18 @@ class Timeouts:
         seconds = timeout_for(item, self.default)
         if not seconds:
             return (yield)
-        if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+        if (
+            self.watchdog.raises_in_thread
+            and threading.current_thread() is threading.main_thread()
+            and hasattr(signal, "setitimer")
+        ):
             with _alarm(seconds):
                 return (yield)
         self.watchdog.start(item, seconds)
         try:
             return (yield)
         finally:
-            if self.watchdog.stop() and self.watchdog.raises_in_thread:
-                _cancel_pending(threading.get_ident())
+            cancel_here(self.watchdog)
 
 
 @contextlib.contextmanager
@@ -148,10 +172,10 @@ def _alarm(seconds: float) -> Iterator[None]:
     """On the main thread (a serial run) SIGALRM also interrupts a blocking call."""
 
     def expired(signum: int, frame: Any) -> None:
-        raise type("TestTimedOut", (TestTimedOut,), {"seconds": seconds})()
+        raise timed_out(seconds)()
 
     previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, _armable(seconds))
     try:
         yield
     finally:

@@ -54,19 +54,40 @@ def load(config: pytest.Config) -> Environment:
     if not path.is_file():
         raise pytest.UsageError(f"fleet: {given}{CONFIG_FILE} not found in {config.rootpath}")
     data = load_yaml(path, CONFIG_FILE)
+    if data is None:
+        raise pytest.UsageError(
+            f"fleet: {CONFIG_FILE} is empty; expected 'env: NAME' and a section per environment"
+        )
     if not isinstance(data, dict):
-        raise pytest.UsageError(f"fleet: {CONFIG_FILE}: expected a mapping of environments")
-    known = [str(k) for k, v in data.items() if isinstance(v, dict)]
-    name = chosen or data.get("env")
+        raise pytest.UsageError(
+            f"fleet: {CONFIG_FILE}: expected a mapping of environments, not {type(data).__name__}"
+        )
+    known = [str(k) for k, v in data.items() if k != "env" and isinstance(v, dict)]
+    listed = f"known: {', '.join(known)}" if known else "it has no environment sections"
+    current = data.get("env")
+    if current is not None and not isinstance(current, (str, int)):
+        raise pytest.UsageError(
+            f"fleet: {CONFIG_FILE}: env: must name an environment section, not {type(current).__name__} "
+            f"{current!r}"[:200]
+        )
+    name = chosen or (None if current is None else str(current))
     if not name:
         raise pytest.UsageError(
-            f"fleet: {CONFIG_FILE} names no current environment ('env: NAME'); pass --env "
-            f"(known: {', '.join(known)})"
+            f"fleet: {CONFIG_FILE} names no current environment ('env: NAME'); pass --env ({listed})"
         )
-    section = data.get(name)
+    sections = {str(k): v for k, v in data.items() if k != "env"}
+    source = f"--env {name}" if chosen else f"{CONFIG_FILE}: env: {name}"
+    if name not in sections:
+        if chosen:
+            raise pytest.UsageError(f"fleet: --env {name} is not an environment in {CONFIG_FILE} ({listed})")
+        raise pytest.UsageError(f"fleet: {source} is not one of its environments ({listed})")
+    section = sections[name]
+    if section is None:
+        section = {}  # `test:` with nothing under it: an environment with no settings
     if not isinstance(section, dict):
-        source = f"--env {name}" if chosen else f"env: {name} in {CONFIG_FILE}"
-        raise pytest.UsageError(f"fleet: {source} is not an environment in {CONFIG_FILE} (known: {', '.join(known)})")
+        raise pytest.UsageError(
+            f"fleet: {source}: section {name!r} is a {type(section).__name__}, expected a mapping of settings"
+        )
     return Environment(str(name), section)
 
 
@@ -78,6 +99,12 @@ def environment(config: pytest.Config) -> Environment:
     if env_key not in config.stash:
         config.stash[env_key] = load(config)
     return config.stash[env_key]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A test that uses ``fleet_env``: conf/config.yaml is checked before any test runs."""
+    if any("fleet_env" in getattr(item, "fixturenames", ()) for item in session.items):
+        environment(session.config)
 
 
 @pytest.fixture(scope="session")

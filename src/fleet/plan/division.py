@@ -62,7 +62,8 @@ class Division:
             carried = {mark.name for item in collected for mark in item.iter_markers()}
             for mark in self.marks:
                 if mark not in carried:
-                    raise pytest.UsageError(f"fleet: {self.source} {mark}: no collected test has this mark")
+                    where = f"{self.source} {mark}" if self.explicit else f"{self.source}: mark {mark}"
+                    raise pytest.UsageError(f"fleet: {where}: no collected test has this mark")
         elif not any(self.units(item) for item in collected):
             raise pytest.UsageError(f"fleet: {self.source} {self.directory}: no collected test is under it")
 
@@ -90,30 +91,46 @@ def split_marks(values: Sequence[str]) -> tuple[str, ...]:
 
 
 def from_options(config: pytest.Config) -> Division | None:
+    """The division the command line asks for (--dist-mark/-file/-suite/-strategy), or None."""
     marks = config.getoption("fleet_dist_mark")
     file_dir = config.getoption("fleet_dist_file")
     suite_dir = config.getoption("fleet_dist_suite")
+    strategy = config.getoption("fleet_dist_strategy")
     given = [name for name, value in
-             (("--dist-mark", marks), ("--dist-file", file_dir), ("--dist-suite", suite_dir)) if value]
+             (("--dist-mark", marks), ("--dist-file", file_dir), ("--dist-suite", suite_dir),
+              ("--dist-strategy", strategy)) if value is not None]
     if len(given) > 1:
         raise pytest.UsageError(f"fleet: {' and '.join(given)} each divide the run; use one of them")
-    if marks:
-        return Division("mark", marks=split_marks(marks), source="--dist-mark")
+    if marks is not None:
+        names = split_marks(marks)
+        if not names:
+            raise pytest.UsageError(f"fleet: --dist-mark {' '.join(marks)!r}: no mark name given")
+        return Division("mark", marks=names, source="--dist-mark")
     for kind, value in (("file", file_dir), ("suite", suite_dir)):
-        if value:
+        if value is not None:
+            if not str(value).strip():
+                raise pytest.UsageError(f"fleet: --dist-{kind} needs a directory, not {value!r}")
             directory = (config.invocation_params.dir / value).resolve()
+            if directory.exists() and not directory.is_dir():
+                raise pytest.UsageError(f"fleet: --dist-{kind} {value}: not a directory")
             if not directory.is_dir():
                 raise pytest.UsageError(f"fleet: --dist-{kind} {value}: no such directory")
             return Division(kind, directory=directory, source=f"--dist-{kind}")
+    if strategy is not None:
+        return from_strategy_file(config)
     return None
 
 
 def from_strategy_file(config: pytest.Config) -> Division | None:
+    """``--dist-strategy FILE``, else the project's strategy file, if it has one."""
     explicit = config.getoption("fleet_dist_strategy")
-    if explicit:
+    if explicit is not None:
+        if not str(explicit).strip():
+            raise pytest.UsageError(f"fleet: --dist-strategy needs a strategy file, not {explicit!r}")
         path = (config.invocation_params.dir / explicit).resolve()
         if not path.is_file():
-            raise pytest.UsageError(f"fleet: --dist-strategy {explicit}: no such file")
+            problem = "not a file" if path.exists() else "no such file"
+            raise pytest.UsageError(f"fleet: --dist-strategy {explicit}: {problem}")
     else:
         found = [config.rootpath / name for name in STRATEGY_FILES if (config.rootpath / name).is_file()]
         if not found:
@@ -142,8 +159,9 @@ def read_strategy(path: Path, shown: str) -> tuple[str, ...]:
     target, marks = data.get("target"), data.get("marks")
     if isinstance(target, str):
         target = target.split()
-    if not isinstance(target, list) or not target or not all(isinstance(t, str) for t in target):
-        raise fail(f"'target' must be a list of category or category.strategy names, not {_kind(target)}")
+    if (not isinstance(target, list) or not target
+            or not all(isinstance(t, str) and t.strip() for t in target)):
+        raise fail(f"'target' must be a list of category or category.strategy names, not {_kind(data.get('target'))}")
     if not isinstance(marks, dict):
         raise fail(f"'marks' must be a mapping of categories, not {_kind(marks)}")
     known: dict[str, list[str]] = {}
@@ -162,7 +180,9 @@ def read_strategy(path: Path, shown: str) -> tuple[str, ...]:
     chosen: list[str] = []
     for name in target:
         if name not in known:
-            raise fail(f"target {name!r} is not in 'marks' (known: {', '.join(known)})")
+            raise fail(f"target {name!r} is not in 'marks' (known: {', '.join(known) or 'none'})")
+        if not known[name]:
+            raise fail(f"target {name!r} names no marks")
         chosen += known[name]
     return tuple(dict.fromkeys(chosen))
 
@@ -170,7 +190,10 @@ def read_strategy(path: Path, shown: str) -> tuple[str, ...]:
 def _mark_list(value: Any, key: str, fail: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise fail(f"'{key}' must be a list of mark names, not {_kind(value)}")
-    return value
+    for name in value:
+        if not name.strip() or len(name.split()) != 1 or name.startswith("-"):
+            raise fail(f"'{key}': {name!r} is not a mark name")
+    return [name.strip() for name in value]
 
 
 def _kind(value: Any) -> str:

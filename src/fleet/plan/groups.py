@@ -18,6 +18,7 @@ from typing import Any, Callable, Hashable, Sequence
 
 import pytest
 
+from fleet import adapters
 from fleet.front.options import GROUP_UNITS  # noqa: F401 (what unit may be)
 
 
@@ -59,11 +60,19 @@ def shared_event_loop(item: pytest.Item) -> tuple[str, str] | None:
     mark = item.get_closest_marker("asyncio")
     if mark is None:
         return None
-    scope = mark.kwargs.get("loop_scope", mark.kwargs.get("scope"))
+    scope = mark.kwargs.get("loop_scope", mark.kwargs.get("scope")) or _default_loop_scope(item.config)
     if scope == "session":
         return (scope, "")
     node = item.getparent(_SCOPE_NODES[scope]) if scope in _SCOPE_NODES else None
     return (scope, node.nodeid) if node is not None else None
+
+
+def _default_loop_scope(config: pytest.Config) -> str | None:
+    """pytest-asyncio's ini ``asyncio_default_test_loop_scope``, where it has one."""
+    try:
+        return config.getini("asyncio_default_test_loop_scope") or None
+    except ValueError:
+        return None
 
 
 def group_keys(item: pytest.Item, unit: str) -> tuple[Hashable, ...]:
@@ -96,11 +105,18 @@ def make_plan(
     """Group ``items`` by marks and ``unit``, or by ``units`` (a division) if
     given; ``exclusive`` says which run alone (:mod:`fleet.plan.placement`)."""
     plan = Plan(items=list(items))
+    extra: dict[int, tuple[Hashable, ...]] = {}
+    if plan.items:
+        # each adapter answers {test index: group key}
+        for index, key in adapters.gather(plan.items[0].config, "extra_groups", items=plan.items).items():
+            extra[index] = (key,)
     for index, item in enumerate(plan.items):
         # Every report needs it, and computing it (a cached_property) from many
         # threads at once makes them queue on one lock on Python < 3.12.
         item.location
         keys = units(item) if units is not None else group_keys(item, unit)
+        if index in extra:
+            keys = tuple(dict.fromkeys(keys + extra[index]))
         plan.memberships.append(keys)
         plan.exclusive.append(exclusive(item) if exclusive is not None else False)
         plan.affinity.append(keys[0] if keys else ("module", item.nodeid.split("::", 1)[0]))

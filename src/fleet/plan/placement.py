@@ -22,6 +22,9 @@ from __future__ import annotations
 from collections import Counter
 import pytest
 
+from fleet.state import internals
+from fleet.state.session_fixtures import is_project_fixture
+
 CACHE_KEY = "fleet/thread_unsafe"
 
 # Fixture name -> why a test using it must run alone in its process.
@@ -47,6 +50,17 @@ UNSAFE_FIXTURES = {
     "settings": "pytest-django changes django.conf.settings for the whole process",
     "mailoutbox": "pytest-django's mail outbox is one list for the whole process",
     "benchmark": "pytest-benchmark times the test, which other tests running beside it would slow",
+    "db": "pytest-django keeps one test database, settings object and database blocker per process",
+    "transactional_db": "pytest-django keeps one test database, settings object and database blocker per process",
+    "django_db_reset_sequences": "pytest-django keeps one test database per process",
+    "django_db_serialized_rollback": "pytest-django keeps one test database per process",
+    "live_server": "pytest-django's live server shares the process's test database",
+    "anyio_backend": "anyio runs one test runner per process",
+}
+
+# Mark name -> why a test carrying it must run alone in its process.
+UNSAFE_MARKS = {
+    "django_db": "pytest-django keeps one test database, settings object and database blocker per process",
 }
 
 
@@ -65,6 +79,7 @@ class Placement:
             if isinstance(remembered, dict):
                 self.learned = {str(k): str(v) for k, v in remembered.items()}
         self._cache = cache
+        self._rootpath = config.rootpath
         self.reasons: dict[str, str] = {}  # nodeid -> why it runs alone
 
     def exclusive(self, item: pytest.Item) -> bool:
@@ -79,13 +94,37 @@ class Placement:
             return "marked exclusive"
         if _doctest(item):
             return "a doctest: swaps sys.stdout and patches linecache"
-        for name in getattr(item, "fixturenames", ()):
-            why = UNSAFE_FIXTURES.get(name)
-            if why is not None and name not in self.safe:
-                return f"uses {name}: {why}"
+        for name, why in UNSAFE_MARKS.items():
+            if item.get_closest_marker(name) is not None:
+                return f"marked {name}: {why}"
+        name = self._unsafe_fixture(item)
+        if name is not None:
+            return f"uses {name}: {UNSAFE_FIXTURES[name]}"
         learned = self.learned.get(item.nodeid)
         if learned is not None:
             return f"an earlier run caught it: {learned}"
+        return None
+
+    def _unsafe_fixture(self, item: pytest.Item) -> str | None:
+        """An unsafe fixture the test asks for itself, or through the project's
+        own fixtures (a plugin's fixture that uses one only when asked to, such
+        as pytest-django's autouse ones using monkeypatch, does not count)."""
+        info = internals.fixture_info(item)
+        if info is None:
+            return None
+        definitions = info.name2fixturedefs
+        todo = list(info.initialnames)
+        seen: set[str] = set()
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in UNSAFE_FIXTURES and name not in self.safe:
+                return name
+            for definition in definitions.get(name, ()):
+                if is_project_fixture(definition, self._rootpath):
+                    todo.extend(definition.argnames)
         return None
 
     def remember(self, caught: dict[str, str]) -> bool:
@@ -110,6 +149,8 @@ class Placement:
                 kinds["caught in an earlier run"] += 1
             elif reason.startswith("a doctest"):
                 kinds["doctests"] += 1
+            elif reason.startswith("marked ") and ":" in reason:
+                kinds[reason.split(":", 1)[0]] += 1
             else:
                 kinds[reason] += 1
         parts = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())

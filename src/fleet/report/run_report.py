@@ -57,7 +57,8 @@ class RunReport:
         if self.monitor is None:
             return
         terminalreporter.section("fleet", sep="-")
-        for line in self.notes + utilisation.summary(self.monitor, self.per_process):
+        told = [line for lines in adapters.gather(self.config, "notes").values() for line in lines]
+        for line in self.notes + told + utilisation.summary(self.monitor, self.per_process):
             terminalreporter.line(line)
         path = self.config.getoption("fleet_timeline")
         if path:

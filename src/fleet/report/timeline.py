@@ -12,6 +12,7 @@ opens from disk with no network.
 from __future__ import annotations
 
 import json
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -26,14 +27,29 @@ _WORKER = re.compile(r"^(p\d+)(t\d+)?$")
 
 
 def check_path(value: str) -> Path:
-    """The ``--timeline`` value, or a usage error naming what is wrong with it."""
+    """The ``--timeline`` value, or a usage error naming what is wrong with it.
+
+    Checked at start-up, so a file that cannot be written is refused before
+    any test runs rather than after all of them.
+    """
+    if not str(value).strip():
+        raise pytest.UsageError(f"fleet: --timeline needs a file name, FILE.json or FILE.html, not {value!r}")
     path = Path(value)
     if path.suffix not in SUFFIXES:
         raise pytest.UsageError(
             f"fleet: --timeline writes FILE.json (a Chrome/Perfetto trace) or FILE.html, not {value!r}"
         )
-    if not path.parent.exists() and str(path.parent):
-        raise pytest.UsageError(f"fleet: --timeline {value}: directory {str(path.parent)!r} does not exist")
+    if path.is_dir():
+        raise pytest.UsageError(f"fleet: --timeline {value}: is a directory; give a file name")
+    parent = path.parent
+    if not parent.exists() and str(parent):
+        raise pytest.UsageError(f"fleet: --timeline {value}: directory {str(parent)!r} does not exist")
+    if not parent.is_dir():
+        raise pytest.UsageError(f"fleet: --timeline {value}: {str(parent)!r} is not a directory")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise pytest.UsageError(f"fleet: --timeline {value}: the file exists and cannot be written")
+    if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"fleet: --timeline {value}: cannot write in directory {str(parent)!r}")
     return path
 
 

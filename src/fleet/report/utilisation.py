@@ -58,9 +58,14 @@ def summary(monitor: RunMonitor, per_process: dict[str, str]) -> list[str]:
 
 def _repeated_fixtures(monitor: RunMonitor, per_process: dict[str, str]) -> list[str]:
     runs: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    plugins: dict[str, set[str]] = defaultdict(set)  # plugin session fixture -> processes
     for record in monitor.records.values():
         for fixture in record.fixtures:
-            if fixture.project and fixture.scope != "function" and fixture.argname not in per_process:
+            if not fixture.project:
+                if fixture.scope == "session":
+                    plugins[fixture.argname].add(process_of(record.worker))
+                continue
+            if fixture.scope != "function" and fixture.argname not in per_process:
                 runs[(fixture.argname, fixture.scope, fixture.instance)].append(record.worker)
     lines = [f"  {name} (session): once per worker process: {why}" for name, why in sorted(per_process.items())]
     for (name, scope, instance), workers in sorted(runs.items()):
@@ -75,6 +80,11 @@ def _repeated_fixtures(monitor: RunMonitor, per_process: dict[str, str]) -> list
         else:
             why = f"its tests did not run back to back on {workers[0]}, so it was torn down in between"
         lines.append(f"  {name} ({scope}{place}): {len(workers)} times: {why}")
+    shared = sorted(name for name, processes in plugins.items() if len(processes) > 1)
+    if shared:
+        lines.append(
+            f"  plugins' session fixtures, once per worker process (as under pytest-xdist): {', '.join(shared)}"
+        )
     if lines:
         lines.insert(0, "fixtures set up more than once per scope:")
     return lines

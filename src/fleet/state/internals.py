@@ -47,6 +47,7 @@ TOUCHPOINTS: list[tuple[str, str, str]] = [
     ("_pytest.logging", "caplog_records_key", "caplog reads the current thread's records"),
     ("_pytest._io.terminalwriter", "TerminalWriter.__init__:_file", "the live view prints pytest's lines above it"),
     ("pluggy._manager", "PluginManager.__init__:_inner_hookexec", "a test's logging hooks are replayed by the main thread"),
+    ("_pytest.tmpdir", "TempPathFactory.__init__:_basetemp", "each worker process has a base temporary directory of its own"),
 ]
 
 
@@ -130,6 +131,19 @@ def set_hook_executor(pluginmanager: Any, executor: Callable[..., Any]) -> None:
     pluginmanager._inner_hookexec = executor
 
 
+# --- stepwise ------------------------------------------------------------------
+
+
+def set_stepwise_failure(plugin: Any, report: Any) -> None:
+    """Make ``--sw`` remember ``report``'s test as the one to continue from
+    (pytest >= 9 keeps it in ``cached_info``, earlier versions in ``lastfailed``)."""
+    cached = getattr(plugin, "cached_info", None)
+    if cached is not None:
+        cached.last_failed = report.id
+    else:
+        plugin.lastfailed = report.nodeid
+
+
 # --- subtests ------------------------------------------------------------------
 
 
@@ -201,6 +215,17 @@ class CurrentTestVariable:
 
     def uninstall(self) -> None:
         _private("_pytest.runner")._update_current_test_var = self._original
+
+
+def nest_basetemp(config: pytest.Config, name: str) -> None:
+    """Give this process a base temporary directory of its own under the run's,
+    as pytest-xdist's workers have (so ``getbasetemp().parent`` is the run's)."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    nested = factory.getbasetemp() / name
+    nested.mkdir(exist_ok=True)
+    factory._basetemp = nested
 
 
 def warm_tmp_path_factory(config: pytest.Config) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Generator
 import pytest
 
 from fleet.state import internals
+from fleet.state.context import current
 from fleet.state.internals import internal_frame
 
 
@@ -27,6 +28,8 @@ class _Handlers(threading.local):
     # this thread's (caplog, report) handler pair, reset at every phase as
     # pytest resets its single pair
     pair: tuple[Any, Any] | None = None
+    # handlers a test phase on this thread added to the root logger
+    added: list[logging.Handler] | None = None
 
 
 _handlers = _Handlers()
@@ -35,6 +38,9 @@ _handlers = _Handlers()
 class ThreadLogRouter(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         for handler in _handlers.active:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+        for handler in _handlers.added or ():
             if record.levelno >= handler.level:
                 handler.handle(record)
 
@@ -58,12 +64,35 @@ class ThreadLogCapture:
             self._root_level = root.level
             root.setLevel(min(root.level, self._level))
         internals.override_runtest_for(plugin, self._runtest_for)
+        self._add, self._remove = logging.Logger.addHandler, logging.Logger.removeHandler
+        add, remove = self._add, self._remove
+        router = self._router
+
+        def add_handler(logger: logging.Logger, handler: logging.Handler) -> None:
+            if logger is logging.root and handler is not router and current.item is not None and current.worker:
+                added = _handlers.added
+                if added is None:
+                    added = _handlers.added = []
+                if handler not in added:
+                    added.append(handler)  # sees this thread's records only
+                return
+            add(logger, handler)
+
+        def remove_handler(logger: logging.Logger, handler: logging.Handler) -> None:
+            added = _handlers.added
+            if logger is logging.root and added and handler in added:
+                added.remove(handler)
+                return
+            remove(logger, handler)
+
+        logging.Logger.addHandler, logging.Logger.removeHandler = add_handler, remove_handler  # type: ignore[method-assign]
 
     def uninstall(self) -> None:
         plugin = self._plugin
         if plugin is None:
             return
         internals.restore_runtest_for(plugin)
+        logging.Logger.addHandler, logging.Logger.removeHandler = self._add, self._remove  # type: ignore[method-assign]
         root = logging.getLogger()
         root.removeHandler(self._router)
         if self._root_level is not None:
@@ -91,5 +120,9 @@ class ThreadLogCapture:
             yield
         finally:
             _handlers.active = ()
+            if _handlers.added:  # still there after the phase: on the root logger, as serially
+                for handler in _handlers.added:
+                    self._add(logging.root, handler)
+                _handlers.added = None
             log = report_handler.stream.getvalue().strip()
             item.add_report_section(when, "log", log)

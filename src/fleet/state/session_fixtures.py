@@ -141,10 +141,20 @@ def make(
 
 
 def hand_over(session: pytest.Session, items: Sequence[pytest.Item], slots: FixtureSlots, made: list[Made]) -> None:
-    """In the controller, before the other workers start: give them the values."""
+    """In the controller, before the other workers start: give them the values.
+
+    A value that pickled but does not unpickle (``anyio.CapacityLimiter``) is
+    not handed over either: each process makes its own, and the entry says why.
+    """
     for entry in made:
         if entry.value is None:
             continue
+        try:
+            value = pickle.loads(entry.value)
+        except Exception as exc:
+            entry.value = None
+            entry.reason = f"its value cannot be unpickled ({type(exc).__name__}: {exc})"
+            continue
         item = items[entry.index]
         fixturedef = internals.fixture_definitions(item)[entry.argname][-1]
-        slots.preset(fixturedef, item, entry.argname, pickle.loads(entry.value))
+        slots.preset(fixturedef, item, entry.argname, value)

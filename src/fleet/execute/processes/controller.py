@@ -25,7 +25,8 @@ import pytest
 from fleet import adapters
 from fleet.execute.events import RunEvents
 from fleet.execute.interference import describe_beside
-from fleet.execute.processes import crashes, wire
+from fleet.execute.processes import crashes, nodes, wire
+from fleet.execute.processes.nodes import WorkerNode
 from fleet.execute.processes.dispatch import Dispatcher, Worker
 from fleet.execute.processes.launch import (
     SPAWN_COLLECT_TIMEOUT,
@@ -33,6 +34,7 @@ from fleet.execute.processes.launch import (
     describe_exit,
     fork_worker,
     spawn_worker,
+    spawn_reason,
     start_method,
 )
 from fleet.execute.processes.worker import WorkerProcess
@@ -72,6 +74,7 @@ class ProcessExecutor:
         self.scheduler = Scheduler(plan, exclusive_within_process=True)
         self.dispatcher = Dispatcher(plan, self.scheduler, threads, self._send)
         self.workers: dict[str, Worker] = {}
+        self.nodes: dict[str, WorkerNode] = {}  # pytest-xdist's view of each worker
         self.restarts = 0
         self.notes: list[str] = []
         self.per_process: dict[str, str] = {}  # session fixture -> why it ran per process
@@ -80,6 +83,8 @@ class ProcessExecutor:
         self._made_names: set[str] = set()
         self._made: list[session_fixtures.Made] | None = None
         self.start_method = start_method()
+        if self.start_method == "spawn":
+            self.notes.append(f"workers were spawned (each collected the suite itself): {spawn_reason()}")
         self._others_started = False
         # why a session fixture a worker made while running tests was not made first
         self._late_reason = "it was requested while a test ran"
@@ -123,8 +128,12 @@ class ProcessExecutor:
 
     def _start(self, name: str, make_session_fixtures: bool = False) -> Worker:
         self.events.use_workers(thread_names(name, self.threads))
+        node = self.nodes[name] = WorkerNode(self.config, name, len(self.names), self.testrun_uid)
+        nodes.configure_node(self.config, node)
         if self.start_method == "spawn":
-            return self._spawn(name, make_session_fixtures)
+            worker = self._spawn(name, make_session_fixtures, node)
+            nodes.node_ready(self.config, node)
+            return worker
         parent_end, child_end = Pipe()
         environment = {
             "FLEET_WORKER": name,
@@ -136,6 +145,7 @@ class ProcessExecutor:
             child_end, make_session_fixtures,
         )
         process.made = self._made or []
+        process.workerinput = node.workerinput
         controller = os.getpid()
         others = [w.conn for w in self.workers.values()]
 
@@ -149,9 +159,10 @@ class ProcessExecutor:
         child_end.close()
         worker = Worker(name, handle, parent_end)
         self.workers[name] = worker
+        nodes.node_ready(self.config, node)
         return worker
 
-    def _spawn(self, name: str, make_session_fixtures: bool) -> Worker:
+    def _spawn(self, name: str, make_session_fixtures: bool, node: WorkerNode) -> Worker:
         """A fresh interpreter: it collects, and must collect what the controller did."""
         handle, conn = spawn_worker(
             self.config, name, self.threads, make_session_fixtures, self.testrun_uid, len(self.names)
@@ -168,6 +179,7 @@ class ProcessExecutor:
         mine = [item.nodeid for item in self.plan.items]
         if collected != mine:
             pytest.exit(collection_difference(name, mine, collected), returncode=pytest.ExitCode.USAGE_ERROR)
+        self._send(worker, ("workerinput", node.workerinput))
         if login.login_key in self.config.stash:
             self._send(worker, ("login", self.config.stash[login.login_key]))
         if self._made is not None and not make_session_fixtures:
@@ -220,9 +232,9 @@ class ProcessExecutor:
     # -- messages --------------------------------------------------------------
 
     def _take_made(self, made: list[session_fixtures.Made]) -> None:
-        self._made = made
         session_fixtures.hand_over(self.session, self.plan.items, self.slots, made)
-        self._made_names = {entry.argname for entry in made}
+        self._made = made  # as handed over: a value that would not unpickle is not
+        self._made_names = {entry.argname for entry in made if entry.value is not None}
         for entry in made:
             if entry.value is None:
                 self.per_process.setdefault(entry.argname, entry.reason)
@@ -258,9 +270,9 @@ class ProcessExecutor:
             self._early[index] = beside
             self._apply_settled()
         elif tag == "timeout":
-            _, index, name, seconds, stack = message
+            _, index, name, seconds, stack, text = message
             if index in worker.unfinished() and worker.timed_out is None:
-                worker.timed_out = (index, name, seconds, stack)
+                worker.timed_out = (index, name, seconds, stack, text)
                 worker.process.kill()
         elif tag == "returned":
             self.dispatcher.returned(worker, message[1])
@@ -275,8 +287,9 @@ class ProcessExecutor:
                 )
             self._stop()
         elif tag == "bye":
-            _, extra, made_here = message
+            _, extra, made_here, workeroutput = message
             worker.bye = True
+            self.nodes[worker.name].workeroutput = workeroutput
             for index, reports in extra:
                 item = self.plan.items[index]
                 loaded = [wire.load_report(self.config, r) for r in reports]
@@ -290,6 +303,10 @@ class ProcessExecutor:
         controller's plugins read when they log it."""
         item = self.plan.items[index]
         internals.set_failed_subtests(self.config, item, carried.pop("failed subtests", 0))
+        for flag in ("shouldfail", "shouldstop"):  # set by a plugin in the worker (pytest-timeout's session timeout)
+            value = carried.pop(flag, False)
+            if value and not getattr(self.session, flag):
+                setattr(self.session, flag, value)
         adapters.notify(self.config, "carried", item=item, data=carried)
 
     def _apply_settled(self) -> None:
@@ -394,6 +411,9 @@ class ProcessExecutor:
         worker.conn.close()
         cause = describe_exit(worker.process.reap())
         self._log_held(worker.name)
+        node = self.nodes.pop(worker.name, None)
+        if node is not None:
+            nodes.node_down(self.config, node, None if worker.bye else f"worker {worker.name} ({node.gateway.id}) ended: {cause}")
         if worker.bye:
             return
         if not self._others_started:
@@ -483,7 +503,7 @@ class ProcessExecutor:
         self.workers.clear()
 
     def summary(self) -> list[str]:
-        return list(self.notes)
+        return list(self.notes) + nodes.problems(self.config)
 
 
 class _Terminated(KeyboardInterrupt):

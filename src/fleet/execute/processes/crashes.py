@@ -48,9 +48,9 @@ def judge(
     verdict = Verdict()
     unfinished = worker.unfinished()
     if worker.timed_out is not None:
-        index, _, seconds, stack = worker.timed_out
+        index, _, seconds, stack, message = worker.timed_out
         name = thread_running(worker.name, index)
-        text = f"{describe_timeout(seconds)}; worker {worker.name} was killed and replaced"
+        text = f"{message or describe_timeout(seconds)}; worker {worker.name} was killed and replaced"
         verdict.markers.append((name, "timeout", f"{plan.items[index].nodeid}: {text}"))
         if stack:
             text += f"\n\nWhere it was:\n{stack}"

@@ -45,7 +45,8 @@ class Worker:
     alone: int | None = None  # the one test it runs, to find out whether it crashes
     asked_back: bool = False
     may_give_back: bool = True
-    timed_out: tuple[int, str, float, str] | None = None
+    # (test, worker thread, seconds, where it was, its failure's text or "")
+    timed_out: tuple[int, str, float, str, str] | None = None
     bye: bool = False
     shutting_down: bool = False
 

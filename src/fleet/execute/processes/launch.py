@@ -21,6 +21,8 @@ from typing import Any, Callable, NoReturn
 
 import pytest
 
+from fleet import adapters
+
 # How long a spawned worker may take to collect the suite.
 SPAWN_COLLECT_TIMEOUT = 600.0
 # Set in a spawned worker's environment: who it is and how to reach the controller.
@@ -31,13 +33,41 @@ SPAWNED = "FLEET_SPAWNED_WORKER"
 CONTROLLER_ONLY_FLAGS = ("--clean-alluredir",)
 
 
+# Where a thread may wait while the controller forks: blocked there, it holds
+# no lock the child could find held (a plugin's server thread accepting
+# connections: pytest-rerunfailures' status database under pytest-xdist).
+IDLE_WAITS = {("socket.py", "accept"), ("selectors.py", "select"), ("selectors.py", "poll")}
+
+
+def busy_threads() -> list[threading.Thread]:
+    """Threads other than this one that are not idle in a known wait."""
+    frames = sys._current_frames()
+    busy = []
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.ident is None:
+            continue
+        frame = frames.get(thread.ident)
+        where = (os.path.basename(frame.f_code.co_filename), frame.f_code.co_name) if frame else None
+        if where not in IDLE_WAITS:
+            busy.append(thread)
+    return busy
+
+
 def start_method() -> str:
-    """Fork, unless threads already run here or ``FLEET_START_METHOD=spawn`` asks
-    for fresh interpreters."""
+    """Fork, unless a thread runs here that might hold a lock the child would
+    inherit held, or ``FLEET_START_METHOD=spawn`` asks for fresh interpreters."""
     chosen = os.environ.get("FLEET_START_METHOD")
     if chosen in ("fork", "spawn"):
         return chosen
-    return "fork" if threading.active_count() == 1 else "spawn"
+    return "spawn" if busy_threads() else "fork"
+
+
+def spawn_reason() -> str:
+    """Why workers are spawned, for the end of the run."""
+    if os.environ.get("FLEET_START_METHOD") == "spawn":
+        return "FLEET_START_METHOD=spawn"
+    names = ", ".join(sorted({t.name for t in busy_threads()}))
+    return f"threads run in the controller ({names}), and a forked worker could inherit a lock one holds"
 
 
 class LocalProcess:
@@ -87,6 +117,7 @@ def spawn_worker(
     """
     ours, theirs = socket.socketpair()
     params = config.invocation_params
+    extra = [arg for args in adapters.gather(config, "spawn_arguments").values() for arg in args]
     env = dict(
         os.environ,
         FLEET_TESTRUNUID=uid,
@@ -94,7 +125,7 @@ def spawn_worker(
         **{SPAWNED: f"{name}:{theirs.fileno()}:{os.getpid()}:{threads}:{int(make)}"},
     )
     popen = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *(a for a in params.args if a not in CONTROLLER_ONLY_FLAGS)],
+        [sys.executable, "-m", "pytest", *(a for a in params.args if a not in CONTROLLER_ONLY_FLAGS), *extra],
         cwd=params.dir,
         env=env,
         pass_fds=[theirs.fileno()],

@@ -12,6 +12,8 @@ controller -> worker::
                                        under its ancestors at depths ``closing``
     ("give back",)                     return tests handed out but not started
     ("stop",)                          start no more tests (return the rest)
+    ("workerinput", {...})             a spawned worker, first: pytest-xdist's
+                                       config.workerinput
     ("shutdown",)                      tear down, say bye, exit
 
 worker -> controller::
@@ -30,9 +32,9 @@ worker -> controller::
                                        a held failure: beside a caught test
                                        (run it again alone) or not (log it)
     ("raised", index, worker, exit_returncode | None, text)
-    ("timeout", index, worker, seconds, stack)
+    ("timeout", index, worker, seconds, stack, text)
     ("returned", [index, ...])
-    ("bye", [(index, reports)], [fixture name, ...])
+    ("bye", [(index, reports)], [fixture name, ...], workeroutput)
 
 Reports of tests that failed, were skipped or errored travel in pytest's own
 serializable form (``pytest_report_to_serializable``), as in pytest-xdist;

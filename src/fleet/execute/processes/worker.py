@@ -30,7 +30,7 @@ import pytest
 from fleet import adapters
 from fleet.execute import timeouts
 from fleet.execute.interference import SideBySide
-from fleet.execute.processes import wire
+from fleet.execute.processes import nodes, wire
 from fleet.execute.processes.launch import spawned_identity
 from fleet.front import login
 from fleet.plan.groups import Plan
@@ -106,6 +106,8 @@ class WorkerProcess:
         self.make_session_fixtures = make_session_fixtures
         # session fixture values the first worker made, handed to this one
         self.made: list[session_fixtures.Made] = []
+        # pytest-xdist's worker interface (.nodes): set by the controller
+        self.workerinput: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._queued: deque[_Chain] = deque()
@@ -138,6 +140,8 @@ class WorkerProcess:
         os._exit(code)
 
     def _run(self) -> None:
+        nodes.become_worker(self.config, self.workerinput)
+        adapters.notify(self.config, "worker_started")
         setupstate = SharedSetupState(())
         internals.set_setupstate(self.session, setupstate)
         self.setupstate = setupstate
@@ -152,23 +156,30 @@ class WorkerProcess:
         if self.make_session_fixtures:
             made = session_fixtures.make(self.session, self.plan.items, self.slots, setupstate, output.capture.live)
             self._send(("made", made))
-        runners = [
-            threading.Thread(target=self._runner, args=(name,), name=f"fleet-{name}", daemon=True)
-            for name in self.thread_names
-        ]
-        for runner in runners:
-            runner.start()
-        self._receive_loop()
-        for runner in runners:
-            runner.join()
+        if len(self.thread_names) == 1:
+            # One test at a time: on the main thread, as in a serial run (signal
+            # handlers, main-thread checks), with the messages handled beside it.
+            receiver = threading.Thread(target=self._receive_loop, name=f"fleet-{self.name}-receiver", daemon=True)
+            receiver.start()
+            self._runner(self.thread_names[0])
+            receiver.join()
+        else:
+            runners = [
+                threading.Thread(target=self._runner, args=(name,), name=f"fleet-{name}", daemon=True)
+                for name in self.thread_names
+            ]
+            for runner in runners:
+                runner.start()
+            self._receive_loop()
+            for runner in runners:
+                runner.join()
         extra = self._final_teardown()
-        if self.made:
-            adapters.notify(self.config, "worker_finishing", made=self.made)
+        adapters.notify(self.config, "worker_finishing", made=self.made)
         rootpath = self.config.rootpath
         made_here = sorted(
             {f.argname for f in self.slots.made_here if session_fixtures.is_project_fixture(f, rootpath)}
         )
-        self._send(("bye", extra, made_here))
+        self._send(("bye", extra, made_here, getattr(self.config, "workeroutput", {})))
 
     def _receive_loop(self) -> None:
         while True:
@@ -289,16 +300,18 @@ class WorkerProcess:
             warnings, current.warnings = current.warnings, None
             carried = adapters.gather(self.config, "carry", item=item)
             carried["failed subtests"] = internals.failed_subtests(self.config, item)
+            carried["shouldfail"], carried["shouldstop"] = self.session.shouldfail, self.session.shouldstop
             return ("result", index, name, wire.dump_events(self.config, events), warnings, carried)
         except BaseException as exc:  # fleet's own code failed around the test
             text = f"fleet failed around this test on {name}: {wire.describe_exception(exc)}"
             report = wire.failed_report(item, text, "internal")
             return ("result", index, name, wire.dump_events(self.config, relay.standard_events(item, [report])), [], {})
 
-    def _timed_out(self, ident: int, item: pytest.Item, seconds: float) -> None:
+    def _timed_out(self, ident: int, item: pytest.Item, seconds: float, message: str) -> None:
         index = self._index.get(id(item))
         if index is not None:
-            self._send(("timeout", index, current.worker or self.name, seconds, timeouts.stack_of(ident)))
+            name = current.worker or self.name
+            self._send(("timeout", index, name, seconds, timeouts.stack_of(ident), message))
 
     def _final_teardown(self) -> list[tuple[int, list[Any]]]:
         """Tear down what is still set up here; an error goes on the last test run."""
@@ -357,9 +370,13 @@ def run_spawned(session: pytest.Session, plan: Plan, slots: FixtureSlots, uid: s
     name, fd, controller, threads, make = identity
     conn = Connection(fd)
     conn.send([("collected", [item.nodeid for item in plan.items])])
+    tag, workerinput = conn.recv()
+    assert tag == "workerinput", tag
     environment = {
         "FLEET_WORKER": name,
         "FLEET_WORKER_COUNT": os.environ.get("FLEET_WORKER_COUNT", "1"),
         "FLEET_TESTRUNUID": uid,
     }
-    WorkerProcess(session, plan, slots, name, threads, environment, conn, make).main(controller)
+    process = WorkerProcess(session, plan, slots, name, threads, environment, conn, make)
+    process.workerinput = workerinput
+    process.main(controller)
