@@ -7,9 +7,16 @@ behave exactly as a user's command line would.
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
+
+# Started in the background of a non-interactive shell, this run ignores
+# SIGINT, and every pytest it starts would inherit that: the interrupt tests
+# need Ctrl-C delivered (a handler set here is reset to the default in them).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 pytest_plugins = ["pytester"]
 

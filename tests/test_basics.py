@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from conftest import outcomes, run
@@ -148,3 +152,18 @@ def test_mt_with_xdist_n_is_refused(pytester: pytest.Pytester) -> None:
     # With xdist installed but not used, fleet runs and its worker_id wins.
     pytester.makepyfile("def test_a(worker_id): assert worker_id == 't0'")
     assert run(pytester, "--mt", "2").ret == 0
+
+
+@pytest.mark.parametrize("order", [["fleet.plugin", "xdist.plugin"], ["xdist.plugin", "fleet.plugin"]])
+def test_xdist_named_with_autoloading_off_keeps_its_options(pytester: pytest.Pytester, order: list[str]) -> None:
+    """``-p fleet.plugin -p xdist.plugin``: -n is xdist's, in either order."""
+    pytest.importorskip("xdist")
+    pytester.makepyfile("def test_a(worker_id): assert worker_id.startswith('gw')")
+    plugins = [arg for name in order for arg in ("-p", name)]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *plugins, "-p", "no:cacheprovider", "-n", "2", "-q"],
+        cwd=pytester.path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout

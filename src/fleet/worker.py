@@ -27,16 +27,19 @@ def thread_names(process: str, threads: int) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def worker_id() -> str:
-    """``t0``, ``t1``, ... on fleet's worker threads; ``master`` otherwise.
+def worker_id(request: pytest.FixtureRequest) -> str:
+    """``t0``, ``t1``, ... on fleet's worker threads; in a pytest-xdist worker,
+    xdist's (``gw0``); ``master`` otherwise.
 
     Session-scoped, as in pytest-xdist, so session fixtures may use it; fleet
     keeps it, and every fixture that depends on it, per worker.
     """
-    return current.worker or "master"
+    workerinput = getattr(request.config, "workerinput", None)
+    return current.worker or (workerinput or {}).get("workerid") or "master"
 
 
 @pytest.fixture(scope="session")
 def testrun_uid(request: pytest.FixtureRequest) -> str:
-    """One id for the whole run, shared by every worker."""
-    return request.config.stash[testrun_uid_key]
+    """One id for the whole run, shared by every worker (pytest-xdist's in its workers)."""
+    workerinput = getattr(request.config, "workerinput", None)
+    return (workerinput or {}).get("testrunuid") or request.config.stash[testrun_uid_key]

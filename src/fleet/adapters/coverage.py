@@ -30,6 +30,14 @@ def configure(config: pytest.Config, processes: bool) -> None:
     pass
 
 
+def runs_alone(config: pytest.Config) -> dict[str, str]:
+    """``--cov-context=test`` switches coverage's one context per process: a
+    test beside another on a thread would take its lines."""
+    if getattr(config.option, "cov_context", None) == "test" and _controller(config) is not None:
+        return {"pytest-cov": "pytest-cov --cov-context=test: one coverage context per process"}
+    return {}
+
+
 def not_xdist_ready(config: pytest.Config) -> dict[str, Any]:
     controller = _controller(config)
     if controller is None or type(controller).__name__ == "DistMaster":

@@ -27,7 +27,9 @@ def describe_exception(exc: BaseException) -> str:
         return f"{type(exc).__name__} (unprintable)"
 
 
-def failed_report(item: pytest.Item, text: str, kind: str, start: float | None = None) -> pytest.TestReport:
+def failed_report(
+    item: pytest.Item, text: str, kind: str, start: float | None = None, when: str = "call"
+) -> pytest.TestReport:
     """A report for a test that could not report itself (its worker died),
     timed from ``start`` (when it started, if it did) to now.
 
@@ -41,7 +43,7 @@ def failed_report(item: pytest.Item, text: str, kind: str, start: float | None =
         keywords={name: 1 for name in item.keywords},
         outcome="failed",
         longrepr=text,
-        when="call",
+        when=when,
         duration=stop - start,
         start=start,
         stop=stop,

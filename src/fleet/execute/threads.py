@@ -26,7 +26,10 @@ from fleet.execute.interference import SideBySide, Settled, describe_beside, fai
 from fleet.plan.groups import Plan
 from fleet.plan.schedule import Scheduler
 from fleet.execute.lost import describe_exception, failed_report
+from fleet.execute.timeouts import describe as describe_timeout
+from fleet.execute.timeouts import stack_of
 from fleet.state import internals, relay
+from fleet.state.capture import repair_std_fds
 from fleet.state.context import current
 from fleet.state.relay import Event
 from fleet.state.fixtures import running
@@ -51,6 +54,17 @@ class Finished:
 
 
 _WORKER_EXITED = object()
+
+
+@dataclass
+class _Stuck:
+    """A test past its timeout that did not end: its thread is blocked where no
+    exception reaches it."""
+
+    ident: int
+    item: pytest.Item
+    seconds: float
+    message: str
 
 # How long a thread may hold the GIL before it must hand it over (Python's
 # default is 5 ms). Threads waiting on I/O release it on their own, so this
@@ -83,6 +97,12 @@ class ThreadExecutor:
         self.side_by_side = SideBySide(plan.items) if len(self.names) > 1 else None
         self._strict = strict
         self._held: dict[int, Finished] = {}
+        self._alive = 0
+        self._idents: dict[int, str] = {}  # thread ident -> worker name
+        self._index = {id(item): i for i, item in enumerate(plan.items)}
+        self._retired: set[str] = set()  # workers given up on
+        self._logged: set[int] = set()
+        self._given_up: set[int] = set()  # their tests
         self._early: dict[int, Settled] = {}
         # failed beside a caught test, to run again alone: (why, the failed run)
         self._again: list[tuple[Settled, Finished]] = []
@@ -100,27 +120,32 @@ class ThreadExecutor:
         }
 
     def run(self) -> None:
-        threads = [
-            threading.Thread(target=self._work, args=(name,), name=f"fleet-{name}", daemon=True)
-            for name in self.names
-        ]
         previous_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)
         if self.side_by_side is not None:
             self.side_by_side.install()
-        for thread in threads:
-            thread.start()
-        alive = len(threads)
+        watchdog = self._watchdog()
+        if watchdog is not None:
+            watchdog.on_stuck = self._stuck
+        for name in list(self.names):
+            self._start_thread(name)
         raised: BaseException | None = None
+        stopped_at: Any = None
         try:
-            while alive:
+            while self._alive:
                 self._take_finished()
                 while self._pending:
                     event = self._pending.popleft()
                     if event is _WORKER_EXITED:
-                        alive -= 1
+                        self._alive -= 1
+                    elif isinstance(event, _Stuck):
+                        self._give_up(event)
+                    elif event.worker in self._retired and event.index in self._given_up:
+                        pass  # its thread woke after all: it was reported already
                     elif event.raised is not None:
-                        raised = raised or event.raised
+                        if raised is None:
+                            raised = event.raised
+                            stopped_at = event.item
                         self.scheduler.stop()
                     else:
                         self._take(event)
@@ -130,17 +155,66 @@ class ThreadExecutor:
             if raised is None and not (self.session.shouldfail or self.session.shouldstop):
                 self._run_again_alone()
             self._log_held()
+            if raised is not None and not isinstance(raised, (KeyboardInterrupt, pytest.exit.Exception)):
+                self._report_never_run(f"not run: the run stopped at an internal error in {stopped_at.nodeid}")
         except KeyboardInterrupt:
             self.scheduler.stop()
-            self._drain(alive)
+            self._drain(self._alive)
             self._log_held()
             raise
         finally:
             sys.setswitchinterval(previous_interval)
+            if watchdog is not None:
+                watchdog.on_stuck = None
             if self.side_by_side is not None:
                 self.side_by_side.uninstall()
         if raised is not None:
             raise raised
+
+    def _start_thread(self, name: str) -> None:
+        threading.Thread(target=self._work, args=(name,), name=f"fleet-{name}", daemon=True).start()
+        self._alive += 1
+
+    def _watchdog(self) -> Any:
+        timeouts = self.session.config.pluginmanager.get_plugin("fleet-timeouts")
+        return getattr(timeouts, "watchdog", None)
+
+    def _stuck(self, ident: int, item: pytest.Item, seconds: float, message: str) -> None:
+        """The watchdog's thread: a test did not end after its timeout."""
+        self._finished.put(_Stuck(ident, item, seconds, message))
+
+    def _give_up(self, stuck: _Stuck) -> None:
+        """Report a stuck test as timed out, let its scopes go on without it,
+        and put a new thread in its thread's place; the stuck one is never joined."""
+        name = self._idents.get(stuck.ident)
+        index = self._index.get(id(stuck.item))
+        if name is None or index is None or name in self._retired:
+            return
+        self._retired.add(name)
+        self._given_up.add(index)
+        self._alive -= 1
+        item = stuck.item
+        where = stack_of(stuck.ident)
+        text = (
+            f"{stuck.message or describe_timeout(stuck.seconds)}; its thread ({name}) is blocked where no "
+            "exception reaches it (outside Python) and was given up on; the fixtures it holds were not torn down"
+        )
+        if where:
+            text += f"\n\nWhere it was:\n{where}"
+        errors = internals.get_setupstate(self.session).abandon(item)
+        if self.plan.exclusive[index] and self._terminal.locked():
+            self._terminal.release()  # the stuck test held it, as exclusive tests do
+        self.scheduler.done(index)
+        started = self.monitor.since(name, item.nodeid)
+        self.monitor.marker(name, "timeout", f"{item.nodeid}: given up on after its timeout")
+        self._log(Finished(item, name, relay.standard_events(item, [failed_report(item, text, "timeout", started)]), index=index))
+        replacement = f"t{len(self.names)}"
+        self.names.append(replacement)
+        self.monitor.use_workers([replacement])
+        self.notes.append(f"{item.nodeid} did not end after its timeout: thread {name} was given up on, {replacement} took its place")
+        for error in errors:
+            self.notes.append(f"tearing down what {item.nodeid} left: {type(error).__name__}: {error}")
+        self._start_thread(replacement)
 
     def _take(self, event: Finished) -> None:
         """Log a finished test, or hold a failure until it is known whether a
@@ -181,6 +255,7 @@ class ThreadExecutor:
             settled, _ = self._again.pop(0)
             item = self.plan.items[settled.index]
             setupstate.expect(item, closing=range(len(item.listchain()) - 1))
+            internals.set_failed_subtests(self.session.config, item, 0)  # the first run's are not this one's
             outcome: list[Finished] = []
             thread = threading.Thread(
                 target=lambda: outcome.append(self._run_alone(settled.index, name)), name=f"fleet-{name}-alone"
@@ -230,16 +305,25 @@ class ThreadExecutor:
 
     def _work(self, name: str) -> None:
         current.worker = name
-        affinity = finished = index = None
+        self._idents[threading.get_ident()] = name
+        affinity = finished = None
         try:
-            while (index := self.scheduler.next(affinity, finished)) is not None:
+            while True:
+                index = self.scheduler.next(affinity, finished)
+                finished = None  # marked done by that call
+                if index is None:
+                    break
+                event = self._run_one(index, name)
+                if name in self._retired:
+                    return  # given up on while it ran: reported, and its place taken
+                self._finished.put(event)
                 affinity, finished = self.plan.affinity[index], index
-                self._finished.put(self._run_one(index, name))
         finally:
-            if finished is not None and index is not None:
+            if finished is not None:
                 self.scheduler.done(finished)
             current.worker = None
-            self._finished.put(_WORKER_EXITED)
+            if name not in self._retired:
+                self._finished.put(_WORKER_EXITED)
 
     def _run_one(self, index: int, name: str, watched: bool = True) -> Finished:
         """Run one test; whatever happens, say how it ended (never raise)."""
@@ -278,9 +362,21 @@ class ThreadExecutor:
 
     def _log(self, event: Finished) -> None:
         with self._terminal:
-            self._log_now(event)
+            try:
+                self._log_now(event)
+            except OSError:
+                if not repair_std_fds():
+                    raise
+                self._log_now(event)  # a test closed the terminal's file descriptor
+
+    def _report_never_run(self, text: str) -> None:
+        """Every collected test ends with an outcome."""
+        for index, item in enumerate(self.plan.items):
+            if index not in self._logged:
+                self._log(Finished(item, "-", relay.standard_events(item, [failed_report(item, text, "not run")]), index=index))
 
     def _log_now(self, event: Finished) -> None:
+        self._logged.add(event.index)
         for report in event.reports:
             report.fleet_worker = event.worker
         relay.replay(event.item, event.events)

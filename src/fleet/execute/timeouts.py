@@ -49,15 +49,28 @@ class TestTimedOut(pytest.fail.Exception):  # type: ignore[misc, name-defined]
 Expired = Callable[[int, pytest.Item, float, str], None]
 
 
+# How long a test raised a timeout in may take to end before its thread is
+# given up on (it is blocked outside Python, where no exception reaches it).
+STUCK_GRACE = 2.0
+
+
 class Watchdog:
-    """Deadlines of the tests running in this process, one per thread."""
+    """Deadlines of the tests running in this process, one per thread.
+
+    At a test's deadline ``on_expired`` is called; if the test is still
+    running ``STUCK_GRACE`` seconds later, ``on_stuck`` (when set: the
+    thread executor gives up on the thread).
+    """
 
     def __init__(self, on_expired: Expired) -> None:
         self._on_expired = on_expired
         self.raises_in_thread = on_expired is fail_in_thread
+        self.on_stuck: Expired | None = None
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, int]] = []  # (deadline, thread ident, serial)
         self._running: dict[int, tuple[int, pytest.Item, float, str]] = {}
+        # timed out, not ended yet: given up on at the second deadline
+        self._overdue: dict[int, tuple[int, pytest.Item, float, str]] = {}
         self._serial = 0
         self._expired: set[int] = set()
         self._thread: threading.Thread | None = None
@@ -80,22 +93,35 @@ class Watchdog:
         ident = threading.get_ident()
         with self._cond:
             self._running.pop(ident, None)
+            self._overdue.pop(ident, None)
             if ident in self._expired:
                 self._expired.discard(ident)
                 return True
             return False
 
+    def _current(self, ident: int, serial: int) -> bool:
+        entry = self._running.get(ident) or self._overdue.get(ident)
+        return entry is not None and entry[0] == serial
+
     def _watch(self) -> None:
         with self._cond:
             while True:
-                while self._heap and self._running.get(self._heap[0][1], (None,))[0] != self._heap[0][2]:
+                while self._heap and not self._current(self._heap[0][1], self._heap[0][2]):
                     heapq.heappop(self._heap)  # finished in time
                 if self._heap and self._heap[0][0] <= time.monotonic():
-                    _, ident, _ = heapq.heappop(self._heap)
-                    _, item, seconds, message = self._running.pop(ident)
-                    # under the lock: the test's thread cannot be past stop() meanwhile
-                    self._expired.add(ident)
-                    self._on_expired(ident, item, seconds, message)
+                    _, ident, serial = heapq.heappop(self._heap)
+                    if ident in self._running:
+                        entry = self._running.pop(ident)
+                        # under the lock: the test's thread cannot be past stop() meanwhile
+                        self._expired.add(ident)
+                        self._on_expired(ident, *entry[1:])
+                        if self.on_stuck is not None:
+                            self._overdue[ident] = entry
+                            heapq.heappush(self._heap, (time.monotonic() + STUCK_GRACE, ident, serial))
+                    else:
+                        entry = self._overdue.pop(ident)
+                        if self.on_stuck is not None:
+                            self.on_stuck(ident, *entry[1:])
                     continue
                 self._cond.wait(_armable(self._heap[0][0] - time.monotonic()) if self._heap else None)
 

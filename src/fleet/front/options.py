@@ -52,10 +52,12 @@ XDIST_DIST = {
 }
 
 
-def _xdist_expected(pluginmanager: pytest.PytestPluginManager) -> bool:
+def _xdist_expected(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> bool:
     """Whether pytest-xdist is (or will be) loaded, so its -n/--dist are its own."""
     if pluginmanager.has_plugin("xdist") or pluginmanager.has_plugin("xdist.plugin"):
         return True
+    if {"xdist", "xdist.plugin"} & set(internals.plugins_asked_for(parser)):
+        return True  # -p xdist.plugin after -p fleet.plugin (plugin autoloading off)
     if pluginmanager.is_blocked("xdist") or os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         return False
     return any(ep.name == "xdist" for ep in importlib.metadata.entry_points(group="pytest11"))
@@ -86,7 +88,7 @@ def add_options(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager
         "positive integer or 'auto' = CPU count, the default when N is left out); "
         "with --mt M, M threads in each.",
     )
-    if not _xdist_expected(pluginmanager):
+    if not _xdist_expected(parser, pluginmanager):
         # With pytest-xdist these are its options, read by fleet the same way.
         group.addoption(
             "--max-worker-restart",

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 import pytest
 
+from fleet import adapters
 from fleet.state import internals
 from fleet.state.session_fixtures import is_project_fixture
 
@@ -81,6 +82,8 @@ class Placement:
         self._cache = cache
         self._rootpath = config.rootpath
         self.reasons: dict[str, str] = {}  # nodeid -> why it runs alone
+        # a plugin that keeps per-test state process-wide puts every test alone
+        self._everything = next(iter(adapters.gather(config, "runs_alone").values()), None)
 
     def exclusive(self, item: pytest.Item) -> bool:
         """Whether ``item`` runs alone in its process; the reason is kept."""
@@ -92,6 +95,8 @@ class Placement:
     def _reason(self, item: pytest.Item) -> str | None:
         if item.get_closest_marker("exclusive") is not None:
             return "marked exclusive"
+        if self._everything is not None:
+            return self._everything
         if _doctest(item):
             return "a doctest: swaps sys.stdout and patches linecache"
         for name, why in UNSAFE_MARKS.items():

@@ -52,14 +52,16 @@ class TestRecord:
     fixtures: list[FixtureRun] = field(default_factory=list)
     xfail: bool = False  # its call was an xfail (or xpass)
     outcome: str = ""  # once all its reports are in
+    earlier: float = 0.0  # seconds its earlier attempts took
 
+    # pytest's reports of unittest subTests carry no times (start and stop 0)
     @property
     def start(self) -> float:
-        return min(p.start for p in self.phases)
+        return min((p.start for p in self.phases if p.start), default=0.0)
 
     @property
     def stop(self) -> float:
-        return max(p.stop for p in self.phases)
+        return max((p.stop for p in self.phases if p.start), default=0.0)
 
 
 @dataclass
@@ -176,6 +178,11 @@ class RunMonitor:
         record = self.records.get(report.nodeid)
         if record is None:
             record = self.records[report.nodeid] = TestRecord(report.nodeid, worker)
+        elif record.outcome and report.when == "setup":
+            # another attempt (rerunfailures, or run again alone): its times are the test's
+            record.earlier += record.stop - record.start
+            record.phases.clear()
+            record.worker = worker
         record.phases.append(Phase(report.when, report.start, report.stop, report.outcome))
         record.fixtures.extend(FixtureRun(*entry) for entry in getattr(report, "fleet_fixtures", ()))
         if report.when == "call" and hasattr(report, "wasxfail"):

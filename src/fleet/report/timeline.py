@@ -87,7 +87,7 @@ def trace(monitor: RunMonitor) -> dict[str, Any]:
         pid, tid = tids[record.worker]
         events.append(_slice(record.nodeid, "test", pid, tid, us(record.start), us(record.stop),
                              {"outcome": record.outcome, "worker": record.worker}))
-        for phase in record.phases:
+        for phase in (p for p in record.phases if p.start):
             events.append(_slice(phase.when, "phase", pid, tid, us(phase.start), us(phase.stop),
                                  {"outcome": phase.outcome}))
         for fixture in record.fixtures:

@@ -29,7 +29,7 @@ def summary(monitor: RunMonitor, per_process: dict[str, str]) -> list[str]:
     for record in records:
         if record.worker == "-":
             continue  # never ran: every worker had crashed
-        busy[record.worker] = busy.get(record.worker, 0.0) + (record.stop - record.start)
+        busy[record.worker] = busy.get(record.worker, 0.0) + (record.stop - record.start) + record.earlier
         last_stop[record.worker] = max(last_stop.get(record.worker, begin), record.stop)
     used = [w for w in busy if busy[w] > 0]
     lines = [f"workers: {len(used)} of {len(busy)} ran tests, wall time {wall:.2f}s"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import threading
 from typing import Any, Generator, Iterator, NamedTuple
@@ -145,6 +146,29 @@ class InertGlobalCapture:
         return CaptureResult("", "")
 
 
+# Copies of file descriptors 1 and 2 made when threads start: a test that
+# closes or replaces one would take the run's own output with it.
+_std_fds: dict[int, tuple[int, tuple[int, int]]] = {}
+
+
+def _identity(fd: int) -> tuple[int, int] | None:
+    try:
+        stat = os.fstat(fd)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
+def repair_std_fds() -> list[int]:
+    """Put back file descriptor 1 or 2 if a test closed or replaced it; the ones put back."""
+    repaired = []
+    for fd, (copy, identity) in _std_fds.items():
+        if _identity(fd) != identity:
+            os.dup2(copy, fd)
+            repaired.append(fd)
+    return repaired
+
+
 class ThreadCapture:
     """Installs routed streams and per-test capture for the duration of a run."""
 
@@ -157,10 +181,15 @@ class ThreadCapture:
         self._taken_over = contextlib.ExitStack()
 
     def install(self) -> None:
+        for fd in (1, 2):
+            identity = _identity(fd)
+            if identity is not None:
+                _std_fds[fd] = (os.dup(fd), identity)
         if self._capman is not None:
             self._taken_over.enter_context(
                 internals.capture_taken_over(self._capman, self.item_capture, InertGlobalCapture())
             )
+        self._taken_over.enter_context(internals.subtest_capture_replaced(subtest_output))
         self._saved["stdout"], self._saved["stderr"] = sys.stdout, sys.stderr
         self.stdout = ThreadRoutedStream("stdout", sys.stdout, self.tee)
         self.stderr = ThreadRoutedStream("stderr", sys.stderr, self.tee)
@@ -169,6 +198,9 @@ class ThreadCapture:
     def uninstall(self) -> None:
         sys.stdout, sys.stderr = self._saved["stdout"], self._saved["stderr"]
         self._taken_over.close()
+        repair_std_fds()
+        while _std_fds:
+            os.close(_std_fds.popitem()[1][0])
 
     @contextlib.contextmanager
     def item_capture(self, when: str, item: pytest.Item) -> Generator[None, None, None]:
@@ -186,8 +218,13 @@ class ThreadCapture:
             self.stdout.flush_partial()
             self.stderr.flush_partial()
             if buffers is not None:
-                item.add_report_section(when, "stdout", _drain(buffers["stdout"]))
-                item.add_report_section(when, "stderr", _drain(buffers["stderr"]))
+                for name, buffer in buffers.items():
+                    item.add_report_section(when, name, "" if buffer.closed else _drain(buffer))
+                if any(buffer.closed for buffer in buffers.values()):
+                    # the test closed sys.stdout or sys.stderr: its failure, as
+                    # serially, but the next test gets fresh buffers
+                    _targets.spare = None
+                    raise ValueError("I/O operation on closed file (the test closed sys.stdout or sys.stderr)")
 
 
 class ThreadCaptureFixture:
@@ -237,6 +274,27 @@ class CaptureFixtures:
     def capsysbinary(self) -> Iterator[ThreadCaptureFixture]:
         fixture = ThreadCaptureFixture(binary=True)
         yield fixture
+        fixture.close()
+
+
+class SubtestOutput:
+    out = ""
+    err = ""
+
+
+@contextlib.contextmanager
+def subtest_output(request: Any) -> Iterator[SubtestOutput]:
+    """One subtest's output, captured on its thread (what pytest's subtests
+    show with a failed subtest). Not captured under ``-s`` or inside capsys."""
+    captured = SubtestOutput()
+    if not (_targets.item is not None and _targets.fixture is None and not _targets.passthrough):
+        yield captured
+        return
+    fixture = ThreadCaptureFixture(binary=False)
+    try:
+        yield captured
+    finally:
+        captured.out, captured.err = fixture.readouterr()
         fixture.close()
 
 

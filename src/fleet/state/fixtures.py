@@ -144,6 +144,9 @@ class FixtureSlots:
         self.sequential_nodes: frozenset[Any] = frozenset()
         # session fixtures this process set up itself
         self.made_here: set[Any] = set()
+        # told the name of each session fixture about to be set up here (a
+        # worker process says so first: if the set-up kills it, the cause is known)
+        self.on_session_setup: Callable[[str], None] | None = None
 
     # -- keys ------------------------------------------------------------------
 
@@ -293,6 +296,8 @@ class FixtureSlots:
                     slots._request_keys[request] = key
                     if fixturedef.scope == "session":
                         slots.made_here.add(fixturedef)
+                        if slots.on_session_setup is not None:
+                            slots.on_session_setup(fixturedef.argname)
                 return original_execute(fixturedef, request)
 
         @internal_frame

@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import importlib.util
 import inspect
 import os
+import shlex
 import types
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -37,6 +39,7 @@ TOUCHPOINTS: list[tuple[str, str, str]] = [
     ("_pytest.fixtures", "FuncFixtureInfo", "fixtures depending on worker_id are kept per worker"),
     ("_pytest.python", "Function._initrequest", "session fixtures are made once, before the tests"),
     ("_pytest.config.argparsing", "OptionGroup._addoption", "pytest-xdist's -n is accepted without it"),
+    ("_pytest.config.argparsing", "Parser.__init__:_processopt", "pytest-xdist's -n is its own when it loads after fleet"),
     ("_pytest.capture", "CaptureManager.__init__:_global_capturing", "output is captured per thread"),
     ("_pytest.capture", "CaptureManager.item_capture", "output is captured per thread"),
     ("_pytest.logging", "LoggingPlugin._runtest_for", "logs are captured per thread"),
@@ -48,7 +51,10 @@ TOUCHPOINTS: list[tuple[str, str, str]] = [
     ("_pytest._io.terminalwriter", "TerminalWriter.__init__:_file", "the live view prints pytest's lines above it"),
     ("pluggy._manager", "PluginManager.__init__:_inner_hookexec", "a test's logging hooks are replayed by the main thread"),
     ("_pytest.tmpdir", "TempPathFactory.__init__:_basetemp", "each worker process has a base temporary directory of its own"),
+    ("_pytest.subtests", "capturing_output", "a subtest's output is captured per thread"),
 ]
+# Touchpoints in modules only some supported pytest versions have (subtests: 9+).
+OPTIONAL_MODULES = {"_pytest.subtests"}
 
 
 def exists(module_name: str, path: str) -> bool:
@@ -83,6 +89,8 @@ def check(setupstate_interface: frozenset[str] = frozenset()) -> str | None:
                 "does not know; use a pytest version fleet supports (8.x, 9.x) or run without --mt"
             )
     for module_name, path, why in TOUCHPOINTS:
+        if module_name in OPTIONAL_MODULES and importlib.util.find_spec(module_name) is None:
+            continue
         if not exists(module_name, path):
             name = path.replace(".__init__:", ".")
             return (
@@ -166,8 +174,18 @@ def failed_subtests(config: pytest.Config, item: pytest.Item) -> int:
 
 def set_failed_subtests(config: pytest.Config, item: pytest.Item, count: int) -> None:
     counts = _failed_subtests(config)
-    if counts is not None and count:
+    if counts is not None and (count or item.id in counts):
         counts[item.id] = count
+
+
+def restore_subtest_kwargs(report: Any, data: Any) -> None:
+    """pytest 9's ``SubtestContext`` repr()s its kwargs when made, so one
+    loaded from its serialized form repr()s them twice (``SUBFAILED(s="'x'")``
+    where a serial run says ``SUBFAILED(s='x')``): put the sent ones back."""
+    context = getattr(report, "context", None)
+    sent = data.get("_subtest.context") if isinstance(data, dict) else None
+    if context is not None and isinstance(sent, dict) and isinstance(sent.get("kwargs"), dict):
+        object.__setattr__(context, "kwargs", dict(sent["kwargs"]))
 
 
 # --- outcomes and the runner --------------------------------------------------
@@ -314,6 +332,21 @@ def add_short_option(group: Any, *names: str, **attrs: Any) -> None:
     group._addoption(*names, **attrs)
 
 
+def plugins_asked_for(parser: Any) -> list[str]:
+    """The ``-p NAME`` values of this invocation (its arguments and
+    ``PYTEST_ADDOPTS``); the parser's option processor is the config's."""
+    config = getattr(getattr(parser, "_processopt", None), "__self__", None)
+    args = list(getattr(getattr(config, "invocation_params", None), "args", ()) or ())
+    args += shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))
+    names = []
+    for arg, following in zip(args, args[1:] + [""]):
+        if arg == "-p":
+            names.append(following)
+        elif arg.startswith("-p") and not arg.startswith("--"):
+            names.append(arg[2:])
+    return names
+
+
 # --- capture ------------------------------------------------------------------
 
 
@@ -339,6 +372,23 @@ def capture_taken_over(capman: Any, item_capture: Callable[..., Any], global_cap
 
 
 # --- logging ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def subtest_capture_replaced(capturing_output: Callable[..., Any]):
+    """pytest 9 captures each subtest's output with a process-wide ``FDCapture``
+    or ``SysCapture`` (``_pytest.subtests.capturing_output``); under threads
+    ``capturing_output(request)`` captures it on the subtest's thread instead."""
+    try:
+        module = _private("_pytest.subtests")
+    except ImportError:
+        yield
+        return
+    saved, module.capturing_output = module.capturing_output, capturing_output
+    try:
+        yield
+    finally:
+        module.capturing_output = saved
 
 
 def logging_plugin(config: pytest.Config) -> Any:

@@ -70,3 +70,22 @@ def standard_events(item: pytest.Item, test_reports: list[pytest.TestReport]) ->
         *(("pytest_runtest_logreport", {"report": report}) for report in test_reports),
         ("pytest_runtest_logfinish", location),
     ]
+
+
+def with_teardown(events: list[Event], extra: list[pytest.TestReport]) -> tuple[list[Event], bool]:
+    """A test's events with the error of a later teardown (its worker's end,
+    of scopes it was the last test of) as its own teardown report, as a serial
+    run reports it; False when its teardown had failed already (the error is
+    then not in its report)."""
+    failing = [report for report in extra if report.failed]
+    if not failing:
+        return events, True
+    merged: list[Event] = []
+    placed = False
+    for name, kwargs in events:
+        report = kwargs.get("report")
+        if name == "pytest_runtest_logreport" and report is not None and report.when == "teardown" and report.passed:
+            kwargs = {"report": failing[0]}
+            placed = True
+        merged.append((name, kwargs))
+    return merged, placed

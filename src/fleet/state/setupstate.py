@@ -97,6 +97,8 @@ class SharedSetupState:
         self._open: set[Any] = set()
         # test -> nodes its next teardown keeps (it runs again)
         self._kept: dict[Any, set[Any]] = {}
+        # tests whose thread was given up on: their teardown, if it ever comes, does nothing
+        self._abandoned: set[Any] = set()
 
     # A worker process does not know in advance which tests it will run: it
     # counts each test as it arrives, and keeps a node open (counted once
@@ -182,6 +184,30 @@ class SharedSetupState:
         pytest-rerunfailures does with it)."""
         return _Stack(self)
 
+    @stack.setter
+    def stack(self, value: Any) -> None:
+        """pytest-rerunfailures clears the stack (``stack = {}``) after a failed
+        attempt's teardown, so that the next attempt sets its scopes up again
+        as needed. Here the attempt's teardown has already kept the scopes the
+        rerun needs and dropped the test's own: there is nothing to forget."""
+
+    def abandon(self, item: pytest.Item) -> list[BaseException]:
+        """A test whose thread was given up on (stuck past its timeout): it
+        counts as ended for its scopes, which are torn down once their other
+        tests end; its own fixtures are left as they are. The errors of
+        scopes torn down here."""
+        with self._lock:
+            self._abandoned.add(item)
+        self._items.pop(item, None)
+        errors: list[BaseException] = []
+        for node in reversed(item.listchain()[:-1]):
+            with self._lock:
+                self._remaining[node] -= 1
+                state = self._nodes.pop(node, None) if self._remaining[node] == 0 else None
+            if state is not None:
+                _run_finalizers(node, state.finalizers, errors, self._outcomes)
+        return errors
+
     def forget(self, item: pytest.Item) -> None:
         """Drop a test's own finalizers without running them."""
         self._items.pop(item, None)
@@ -213,6 +239,8 @@ class SharedSetupState:
         item = current.item
         if item is None:
             self._teardown_everything()
+            return
+        if item in self._abandoned:
             return
         errors: list[BaseException] = []
         _run_finalizers(item, self._items.pop(item, []), errors, self._outcomes)

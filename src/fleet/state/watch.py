@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import pytest
 
+from fleet.state.capture import repair_std_fds
 from fleet.state.context import current
 from fleet.state.logs import ThreadLogRouter
 
@@ -125,11 +126,14 @@ class StateWatch:
             self._caught(item, what)
 
     def look(self) -> list[str]:
-        """What changed since the last look that no one was seen doing."""
+        """What changed since the last look that no one was seen doing (file
+        descriptors 1 and 2 closed or replaced are put back)."""
+        changed = [f"closed or replaced file descriptor {fd}" for fd in repair_std_fds()]
         modules = len(sys.modules)
-        removed = modules < self._modules
+        if modules < self._modules:
+            changed.append("removed modules from sys.modules")
         self._modules = modules
-        return ["removed modules from sys.modules"] if removed else []
+        return changed
 
     def audited(self, event: str, args: tuple[Any, ...]) -> None:
         if event == "os.chdir":

@@ -90,6 +90,7 @@ class ProcessExecutor:
         self._late_reason = "it was requested while a test ran"
         self._logged = [False] * len(plan.items)
         self._raised: BaseException | None = None
+        self._stopped_by = ""  # why tests were not run, when the run stopped at an internal error
         self._stopping = False
         self.strict = strict
         self.caught: dict[str, str] = {}  # tests caught changing process-wide state
@@ -121,6 +122,8 @@ class ProcessExecutor:
             signal.signal(signal.SIGTERM, previous_term)
             gc.unfreeze()
         self._log_held()
+        if self._stopped_by:
+            self._report_never_run(self._stopped_by)  # every test ends with an outcome
         if self._raised is not None:
             raise self._raised
         if not self._stopping:
@@ -249,17 +252,27 @@ class ProcessExecutor:
             self._take_made(message[1])
         elif tag == "started":
             _, index, name, at = message
+            worker.making.pop(name, None)
             self.events.started(name, self.plan.items[index].nodeid, at)
+        elif tag == "making":
+            _, name, argname = message
+            worker.making[name] = argname
         elif tag == "result":
             _, index, name, events, warnings, carried, *held = message
+            worker.making.pop(name, None)
             self._carried(index, carried)
             for data in warnings:
                 wire.replay_warning(self.config, data)
             self._finish(worker, index)
             loaded = wire.load_events(self.config, events)
+            self._flush_last(worker)
             if held and held[0] and index not in self._again_for:
                 self._held[index] = (worker.name, name, loaded)
                 self._apply_settled()
+            elif not worker.chains:
+                # perhaps its last test: what the worker's own end tears down
+                # belongs in this test's teardown, as in a serial run
+                worker.last = (index, name, loaded)
             else:
                 self._log(index, name, loaded)
         elif tag == "caught":
@@ -277,26 +290,49 @@ class ProcessExecutor:
         elif tag == "returned":
             self.dispatcher.returned(worker, message[1])
         elif tag == "raised":
-            _, index, name, returncode, text = message
+            _, index, name, kind, returncode, text = message
             self._finish(worker, index)
             if self._raised is None:
-                self._raised = (
-                    pytest.exit.Exception(text, returncode)
-                    if returncode is not None
-                    else RuntimeError(f"fleet: worker {name} failed running a test:\n{text}")
-                )
+                nodeid = self.plan.items[index].nodeid
+                if kind == "exit":
+                    self._raised = pytest.exit.Exception(text, returncode)
+                elif kind == "interrupt":
+                    self._raised = KeyboardInterrupt(f"in {nodeid} (worker {name})")
+                else:
+                    self._raised = RuntimeError(f"fleet: worker {name} failed running {nodeid}:\n{text}")
+                    self._stopped_by = f"not run: the run stopped at an internal error in {nodeid} (worker {name})"
             self._stop()
         elif tag == "bye":
             _, extra, made_here, workeroutput = message
             worker.bye = True
             self.nodes[worker.name].workeroutput = workeroutput
             for index, reports in extra:
-                item = self.plan.items[index]
                 loaded = [wire.load_report(self.config, r) for r in reports]
-                self._log(index, worker.name, relay.standard_events(item, loaded), extra=True)
+                self._end_of_worker(worker, index, loaded)
             for argname in made_here if len(self.names) > 1 else ():
                 if argname not in self._made_names:
                     self.per_process.setdefault(argname, self._late_reason)
+
+    def _flush_last(self, worker: Worker) -> None:
+        if worker.last is not None:
+            index, name, events = worker.last
+            worker.last = None
+            self._log(index, name, events)
+
+    def _end_of_worker(self, worker: Worker, index: int, reports: list[pytest.TestReport]) -> None:
+        """Errors of a worker's own end (tearing down what it still held), on
+        the last test it ran: in that test's teardown if it is still held."""
+        if worker.last is not None and worker.last[0] == index:
+            _, name, events = worker.last
+            worker.last = None
+            events, placed = relay.with_teardown(events, reports)
+            self._log(index, name, events)
+            if not placed:
+                for report in reports:
+                    self.notes.append(f"after {self.plan.items[index].nodeid} (whose teardown had failed already): {report.longrepr}")
+        else:
+            item = self.plan.items[index]
+            self._log(index, worker.name, relay.standard_events(item, reports), extra=True)
 
     def _carried(self, index: int, carried: dict[str, Any]) -> None:
         """What a worker's test left on its item and the config that the
@@ -378,18 +414,19 @@ class ProcessExecutor:
         started = self.events.since(worker, item.nodeid)
         self._log(index, worker, relay.standard_events(item, [wire.failed_report(item, text, kind, started)]))
 
-    def _report_never_run(self) -> None:
+    def _report_never_run(self, text: str = "") -> None:
         """Every collected test ends with an outcome, even with no worker left."""
+        text = text or (
+            f"not run: every worker process crashed and --max-worker-restart ({self.max_restarts}) allows no more"
+        )
         for index, logged in enumerate(self._logged):
             if not logged:
                 item = self.plan.items[index]
-                text = (
-                    "not run: every worker process crashed and --max-worker-restart "
-                    f"({self.max_restarts}) allows no more"
-                )
                 self._log(index, "-", relay.standard_events(item, [wire.failed_report(item, text, "not run")]))
 
     def _send(self, worker: Worker, message: tuple[Any, ...]) -> None:
+        if message[0] == "run":
+            self._flush_last(worker)  # more work: its last result was not its last
         try:
             worker.conn.send(message)
         except (BrokenPipeError, OSError):
@@ -411,6 +448,13 @@ class ProcessExecutor:
         worker.conn.close()
         cause = describe_exit(worker.process.reap())
         self._log_held(worker.name)
+        if worker.last is not None and worker.shutting_down and not worker.bye:
+            index = worker.last[0]
+            item = self.plan.items[index]
+            text = f"worker {worker.name} crashed: {cause} while tearing down what it held after its last test, {item.nodeid}"
+            self.notes.append(text)
+            self._end_of_worker(worker, index, [wire.failed_report(item, text, "crash", when="teardown")])
+        self._flush_last(worker)
         node = self.nodes.pop(worker.name, None)
         if node is not None:
             nodes.node_down(self.config, node, None if worker.bye else f"worker {worker.name} ({node.gateway.id}) ended: {cause}")
@@ -418,8 +462,10 @@ class ProcessExecutor:
             return
         if not self._others_started:
             # it died making the session fixtures: every process makes its own
-            self.notes.append(f"worker {worker.name} died ({cause}) making the session fixtures")
-            self._late_reason = "the first worker died making the session fixtures"
+            making = next(iter(worker.making.values()), None)
+            what = f"the session fixture {making}" if making else "the session fixtures"
+            self.notes.append(f"worker {worker.name} died ({cause}) making {what} for every worker")
+            self._late_reason = f"the first worker died making {what}"
             self._start_the_others()
         if worker.name == self._owner:
             self._owner = None

@@ -7,7 +7,8 @@ knows of the worker, what becomes of each of them:
 * killed after a timeout: that test fails as timed out, with where it was;
 * one test running: it fails with the cause (``worker p1 crashed: signal 9
   (SIGKILL) while running test_x.py::test_y``);
-* several running (threads in the worker): none is blamed yet; each runs
+* several running (threads in the worker): the one setting up a session
+  fixture is blamed if there is one; otherwise none is blamed yet, each runs
   again alone (isolated), and only the one that dies alone is reported;
 * the rest, handed out but not started, go to other workers.
 
@@ -58,15 +59,19 @@ def judge(
         verdict.requeue = [i for i in unfinished if i != index]
         return verdict
     if worker.shutting_down and not unfinished:
-        verdict.notes.append(f"worker {worker.name} crashed while tearing down ({cause})")
-        return verdict
+        return verdict  # after its last test: the controller puts it on that test's teardown
     suspects = [chain[0] for chain in list(worker.chains.values())[:threads]]
     if worker.alone is not None:
         suspects = [worker.alone]
+    making = [i for i in suspects if thread_running(worker.name, i) in worker.making]
+    if len(suspects) > 1 and len(making) == 1:
+        suspects = making  # it died setting up a session fixture there
     if len(suspects) == 1:
         index = suspects[0]
         name = thread_running(worker.name, index)
-        text = f"worker {worker.name} crashed: {cause} while running {plan.items[index].nodeid}"
+        making = worker.making.get(name)
+        doing = f"setting up the session fixture {making} for" if making else "running"
+        text = f"worker {worker.name} crashed: {cause} while {doing} {plan.items[index].nodeid}"
         verdict.markers.append((name, "crash", text))
         verdict.failures.append((index, name, text, "crash"))
     elif suspects:

@@ -49,6 +49,11 @@ class Worker:
     timed_out: tuple[int, str, float, str, str] | None = None
     bye: bool = False
     shutting_down: bool = False
+    # worker thread -> the session fixture it is setting up
+    making: dict[str, str] = field(default_factory=dict)
+    # its latest test's result, logged once it is known whether more follow:
+    # the worker's own end may add to that test's teardown
+    last: tuple[int, str, list[Any]] | None = None
 
     def unfinished(self) -> list[int]:
         return [index for chain in self.chains.values() for index in chain]

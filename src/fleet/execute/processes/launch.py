@@ -84,8 +84,16 @@ class LocalProcess:
             pass
 
     def reap(self) -> int:
-        """Wait for it to end; its wait status."""
+        """Wait for it to end, end what its tests left running in its process
+        group (while its pid still holds the group's id), then reap it; its
+        wait status."""
         try:
+            if hasattr(os, "waitid"):
+                os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
             _, status = os.waitpid(self.pid, 0)
         except ChildProcessError:
             status = 0
@@ -130,6 +138,7 @@ def spawn_worker(
         env=env,
         pass_fds=[theirs.fileno()],
         stdin=subprocess.DEVNULL,
+        process_group=0,  # a group of its own: what its tests start goes with it
     )
     theirs.close()
     return LocalProcess(popen.pid, popen), Connection(ours.detach())

@@ -31,8 +31,11 @@ worker -> controller::
     ("settled", index, culprit | None, what the culprit did)
                                        a held failure: beside a caught test
                                        (run it again alone) or not (log it)
-    ("raised", index, worker, exit_returncode | None, text)
+    ("raised", index, worker, kind, exit_returncode | None, text)
+                                       kind: "exit" (pytest.exit), "interrupt"
+                                       (KeyboardInterrupt in the test), "internal"
     ("timeout", index, worker, seconds, stack, text)
+    ("making", worker, fixture name)   a session fixture's set-up starts there
     ("returned", [index, ...])
     ("bye", [(index, reports)], [fixture name, ...], workeroutput)
 
@@ -51,6 +54,7 @@ from typing import Any
 import pytest
 
 from fleet.execute.lost import describe_exception, failed_report
+from fleet.state import internals
 
 
 def dump_report(config: pytest.Config, report: pytest.TestReport) -> Any:
@@ -92,7 +96,9 @@ def any_failed(config: pytest.Config, events: list[tuple[str, Any]]) -> bool:
 def load_report(config: pytest.Config, data: Any) -> pytest.TestReport:
     if isinstance(data, pytest.TestReport):
         return data
-    return config.hook.pytest_report_from_serializable(config=config, data=data)
+    report = config.hook.pytest_report_from_serializable(config=config, data=data)
+    internals.restore_subtest_kwargs(report, data)
+    return report
 
 
 def dump_warning(

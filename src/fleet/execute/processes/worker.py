@@ -147,6 +147,7 @@ class WorkerProcess:
         self.setupstate = setupstate
         output = ThreadOutput(self.config)
         output.install()  # never uninstalled: the process ends with os._exit
+        self.slots.on_session_setup = self._making
         if self.side_by_side is not None:
             self.side_by_side.install()
         self.config.pluginmanager.register(_WarningForwarder(), "fleet-warning-forwarder")
@@ -286,13 +287,15 @@ class WorkerProcess:
             if self._gate is not None:
                 self._gate.enter(exclusive)
             current.warnings = []
+            internals.set_failed_subtests(self.config, item, 0)  # an earlier run's (this one runs again alone)
             try:
                 with running(item) as events:
                     self.config.hook.pytest_runtest_protocol(item=item, nextitem=self.plan.nextitem[index])
-            except BaseException as exc:  # pytest.exit(), an internal error
-                returncode = exc.returncode if isinstance(exc, pytest.exit.Exception) else None
-                text = str(exc) if returncode is not None else wire.describe_exception(exc)
-                return ("raised", index, name, returncode, text)
+            except BaseException as exc:  # pytest.exit(), Ctrl-C in the test, an internal error
+                if isinstance(exc, pytest.exit.Exception):
+                    return ("raised", index, name, "exit", exc.returncode, str(exc))
+                kind = "interrupt" if isinstance(exc, KeyboardInterrupt) else "internal"
+                return ("raised", index, name, kind, None, wire.describe_exception(exc))
             finally:
                 if self._gate is not None:
                     self._gate.leave(exclusive)
@@ -306,6 +309,9 @@ class WorkerProcess:
             text = f"fleet failed around this test on {name}: {wire.describe_exception(exc)}"
             report = wire.failed_report(item, text, "internal")
             return ("result", index, name, wire.dump_events(self.config, relay.standard_events(item, [report])), [], {})
+
+    def _making(self, argname: str) -> None:
+        self._send(("making", current.worker or self.name, argname))
 
     def _timed_out(self, ident: int, item: pytest.Item, seconds: float, message: str) -> None:
         index = self._index.get(id(item))
@@ -360,6 +366,10 @@ def _become_worker(controller_pid: int, environment: dict[str, str]) -> None:
             pass
     if os.getppid() != controller_pid:
         os._exit(1)
+    try:
+        os.setpgid(0, 0)  # a group of its own: what its tests start goes with it
+    except OSError:
+        pass
     os.environ.update(environment)
 
 
