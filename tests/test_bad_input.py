@@ -348,6 +348,17 @@ ROWS = [
         "ERROR: fleet: hooks.py line 2: importing it raised TypeError: @command needs option names such as "
         "'--tag', not 'tag'", command="fleet",
         files=hooks("from fleet import command\n@command('tag')\ndef tag(value):\n    pass\n")),
+    # project hooks and fixtures
+    Row("fleet-login-without-provider", ["--mt", "2"],
+        "ERROR: fleet: fleet_login needs a login object: pass login= to main_run, or return one from a "
+        "pytest_fleet_login(config) hook", files={"test_login.py": "def test_login(fleet_login): pass\n"}),
+    Row("fleet-login-without-provider-serial", [],
+        "ERROR: fleet: fleet_login needs a login object: pass login= to main_run, or return one from a "
+        "pytest_fleet_login(config) hook", files={"test_login.py": "def test_login(fleet_login): pass\n"}),
+    Row("fleet-units-not-a-mapping", ["--mt", "2"],
+        "ERROR: fleet: pytest_fleet_units must return a mapping of test to unit (or list of units) or None, "
+        "not list",
+        files={"conftest.py": CONFTEST + "def pytest_fleet_units(config, items):\n    return list(items)\n"}),
     # main_run / threads_run / processes_run
     Row("api-d-mark-int", **api("main_run(d_mark=123)",
         "TypeError: main_run(d_mark=...) takes a mark name, a space-separated string of them, or a list of "

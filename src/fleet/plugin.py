@@ -96,6 +96,7 @@ def _start_parallel(config: pytest.Config, threads, processes, unit, division) -
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The marks fleet reads on the tests that will run, checked before any runs."""
     options.check_items(session.config, session.items, session.config.pluginmanager.has_plugin("fleet-run"))
+    login.check_login_provided(session.config, session.items)
 
 
 @pytest.hookimpl(wrapper=True)

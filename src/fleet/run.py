@@ -11,7 +11,7 @@ once the session has finished.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generator, Hashable
+from typing import Any, Callable, Generator, Hashable, Mapping
 
 import pytest
 
@@ -48,6 +48,7 @@ class ParallelRun:
         self.report = RunReport(config)
         config.pluginmanager.register(self.report, "fleet-run-report")
         self._scopes: SharedScopes | None = None
+        self._hook_units: Mapping[pytest.Item, Any] | None = None
 
     @pytest.hookimpl(wrapper=True)
     def pytest_collection_modifyitems(
@@ -136,11 +137,23 @@ class ParallelRun:
                 executor.notes + caught_notes(caught, remembered) + self.placement.summary(threads > 1), {}
             )
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """A project's ``pytest_fleet_units``, asked once and checked before any test runs."""
+        if self.division is not None and self.division.explicit:
+            return
+        chosen = session.config.hook.pytest_fleet_units(config=session.config, items=session.items)
+        if chosen is not None and not isinstance(chosen, Mapping):
+            raise pytest.UsageError(
+                "fleet: pytest_fleet_units must return a mapping of test to unit (or list of units) "
+                f"or None, not {type(chosen).__name__}"
+            )
+        self._hook_units = chosen
+
     def _units(self, session: pytest.Session) -> Callable[[pytest.Item], tuple[Hashable, ...]] | None:
         """The division's units; else a project's ``pytest_fleet_units``; else None."""
         if self.division is not None and self.division.explicit:
             return self.division.units
-        chosen = session.config.hook.pytest_fleet_units(config=session.config, items=session.items)
+        chosen = self._hook_units
         if chosen is not None:
             return lambda item: _as_units(chosen.get(item))
         return self.division.units if self.division is not None else None

@@ -30,16 +30,34 @@ class LoginPlugin:
 _login_lock = threading.Lock()
 
 
+_login_object_key = pytest.StashKey[Any]()
+NO_LOGIN = (
+    "fleet: fleet_login needs a login object: pass login= to main_run, "
+    "or return one from a pytest_fleet_login(config) hook"
+)
+
+
+def _login_object(config: pytest.Config) -> Any:
+    """The run's login object (asked of ``pytest_fleet_login`` once), or None."""
+    if _login_object_key not in config.stash:
+        config.stash[_login_object_key] = config.hook.pytest_fleet_login(config=config)
+    return config.stash[_login_object_key]
+
+
+def check_login_provided(config: pytest.Config, items: Sequence[pytest.Item]) -> None:
+    """Tests that use ``fleet_login`` with nothing to log in with: bad input,
+    refused before any test runs."""
+    if any("fleet_login" in getattr(item, "fixturenames", ()) for item in items) and _login_object(config) is None:
+        raise pytest.UsageError(NO_LOGIN)
+
+
 def login_headers(config: pytest.Config) -> Any:
     """Log in once for the whole run and return the headers every test shares."""
     with _login_lock:
         if login_key not in config.stash:
-            login = config.hook.pytest_fleet_login(config=config)
+            login = _login_object(config)
             if login is None:
-                raise pytest.UsageError(
-                    "fleet: fleet_login needs a login object: pass login= to main_run, "
-                    "or return one from a pytest_fleet_login(config) hook"
-                )
+                raise pytest.UsageError(NO_LOGIN)
             response = login.login()
             wants_response = len(inspect.signature(login.make_headers).parameters) > 0
             config.stash[login_key] = (
