@@ -173,12 +173,21 @@ def kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def run_one(label: str, index: int, args: list[str], opts, outdir: Path) -> dict:
+def run_one(label: str, index: int, args: list[str], opts, outdir: Path, cache: Path | None = None) -> dict:
     slug = f"{index:02d}-" + (re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_") or "serial")
     junit = outdir / f"{slug}.xml"
     log = outdir / f"{slug}.log"
     junit.unlink(missing_ok=True)
     cmd = [opts.python, "-m", "pytest", *opts.pytest_args, *args, f"--junitxml={junit}", "-rX"]
+    if opts.fleet_cache == "fresh":
+        # pytest's cache (and fleet's learned placement in it) per run, not the
+        # suite's .pytest_cache shared by all runs (which makes each mode depend
+        # on what the modes before it learned)
+        cache = cache or outdir / f"{slug}.cache"
+        if cache.name == f"{slug}.cache":
+            import shutil
+            shutil.rmtree(cache, ignore_errors=True)
+        cmd += ["-o", f"cache_dir={cache}"]
     env = dict(os.environ)
     for var in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_CURRENT_TEST"):
         env.pop(var, None)
@@ -327,6 +336,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="run serial N more times; tests whose serial outcome varies are flaky, not blamed on modes")
     ap.add_argument("--normalize-id", action="append", default=[], metavar="REGEX",
                     help="replace REGEX by <*> in test ids (ids embedding times or random values; repeatable)")
+    ap.add_argument("--fleet-cache", choices=["fresh", "shared"], default="fresh",
+                    help="fresh (default): every run gets an empty pytest cache of its own (-o cache_dir), so no "
+                    "mode sees what fleet learned in another (thread-unsafe tests remembered); shared: the suite's "
+                    ".pytest_cache, as before")
+    ap.add_argument("--warm", action="store_true",
+                    help="with --fleet-cache fresh: run every fleet mode a second time with the cache its first run "
+                    "left (fleet's second run of a suite), shown as '<mode> #2'")
     ap.add_argument("--env", action="append", default=[], metavar="VAR=VALUE", help="extra environment variable")
     ap.add_argument("--out", default=None, help="output directory (junit, logs, result JSON); "
                     "default: <suite>/.field-compare")
@@ -371,6 +387,14 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"{mode}: {run['wall']:.1f}s rc={run['rc']} {run['summary']} differ={len(cmp['differ'])} "
                  f"missing={len(cmp['missing'])}" + (" HANG" if run["hang"] else ""))
         rows.append((run, cmp))
+        if opts.warm and opts.fleet_cache == "fresh":
+            slug = f"{base + i:02d}-" + (re.sub(r"[^A-Za-z0-9]+", "_", mode).strip("_") or "serial")
+            progress(f"{mode} #2 (warm cache)")
+            run2 = run_one(f"{mode} #2", base + i + 50, args, opts, outdir, cache=outdir / f"{slug}.cache")
+            cmp2 = compare(serial, run2, flaky)
+            progress(f"{mode} #2: {run2['wall']:.1f}s rc={run2['rc']} {run2['summary']} differ={len(cmp2['differ'])} "
+                     f"missing={len(cmp2['missing'])}" + (" HANG" if run2["hang"] else ""))
+            rows.append((run2, cmp2))
 
     print(f"== {name}: {shlex.join(opts.pytest_args)} (serial: {serial['summary'] or 'no summary'})")
     if serial["hang"] or serial["junit_error"]:

@@ -21,7 +21,7 @@ FLEET_SRC="${FLEET_SRC:-$FIELD/fleet-src}"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 VERSION=8.3.5
 
-slice=0 timeout="" rerun=0 rebuild=0 modes=()
+slice=0 timeout="" rerun=0 rebuild=0 modes=() cacheopt=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --slice) slice=1 ;;
@@ -29,6 +29,8 @@ while [ $# -gt 0 ]; do
     --timeout) timeout="$2"; shift ;;
     --rerun-serial) rerun="$2"; shift ;;
     --rebuild) rebuild=1 ;;
+    --warm) cacheopt+=("--warm") ;;
+    --fleet-cache) cacheopt+=("--fleet-cache" "$2"); shift ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
@@ -59,6 +61,9 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.built" ]; then
   touch "$venv/.built"
 fi
 # fleet: reinstalled every time, so it is $FLEET_SRC's HEAD as it is now
+# (setuptools builds in the checkout and never empties build/lib: start clean,
+# or modules deleted since the last install are shipped again)
+rm -rf "$FLEET_SRC/build"
 {
   "$venv/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$FLEET_SRC"
   "$venv/bin/pip" install -q --disable-pip-version-check "$FLEET_SRC"   # its deps (PyYAML, rich)
@@ -75,4 +80,4 @@ fi
 rm -rf "$out"
 exec "$venv/bin/python" "$here/compare.py" --suite "$src" --python "$venv/bin/python" \
   --pytest-args "$args" --timeout "$timeout" --rerun-serial "$rerun" --out "$out" --name "$name" \
-  --env PYTHONWARNDEFAULTENCODING=1 ${modes[@]+"${modes[@]}"}
+  --env PYTHONWARNDEFAULTENCODING=1 ${modes[@]+"${modes[@]}"} ${cacheopt[@]+"${cacheopt[@]}"}

@@ -109,7 +109,10 @@ def build_venv(suite: dict, field: Path, python: str, fleet_src: Path, rebuild: 
         print(f"[{suite['name']}] updating {venv} (log {log})", file=sys.stderr, flush=True)
         sh(pip + [str(archive_path), *suite["deps"], "pytest>=8,<10"], log)
         built.write_text(spec)
-    # fleet as the checkout is now (non-editable)
+    # fleet as the checkout is now (non-editable); setuptools builds in the
+    # checkout and never empties build/lib, so modules deleted or moved since the
+    # last install would be shipped again: build from a clean tree
+    shutil.rmtree(fleet_src / "build", ignore_errors=True)
     sh(pip + ["--force-reinstall", "--no-deps", str(fleet_src)], log)
     return venv
 
@@ -121,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", action="append", dest="modes", metavar="ARGS", help="mode(s) for compare.py")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per run (default: the suite's)")
     ap.add_argument("--rerun-serial", type=int, default=0, metavar="N")
+    ap.add_argument("--fleet-cache", choices=["fresh", "shared"], default="fresh", help="see compare.py")
+    ap.add_argument("--warm", action="store_true", help="see compare.py: each fleet mode run a second time")
     ap.add_argument("--build-only", action="store_true")
     ap.add_argument("--rebuild", action="store_true", help="remake the venvs")
     ap.add_argument("--list", action="store_true")
@@ -173,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--normalize-id", pattern]
         for mode in opts.modes or []:
             cmd += ["--mode", mode]
+        cmd += ["--fleet-cache", opts.fleet_cache] + (["--warm"] if opts.warm else [])
         rc = subprocess.run(cmd, stdin=subprocess.DEVNULL).returncode
         status = status or rc
         try:
