@@ -189,13 +189,6 @@ def test_command_runs_hooks_and_custom_options(pytester: pytest.Pytester) -> Non
     check_run(pytester, result, env="mock")
 
 
-def test_fleet_login_without_a_login_object_is_a_clear_error(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("def test_a(fleet_login): pass")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    assert outcomes(result) == {"error": 1}
-    result.stdout.fnmatch_lines(["*fleet: fleet_login needs a login object*"])
-
-
 def test_broken_config_yaml_is_one_line(pytester: pytest.Pytester) -> None:
     project(pytester)
     (pytester.path / "conf" / "config.yaml").write_text("env: mock\nmock: [unclosed\n")
