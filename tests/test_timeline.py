@@ -168,6 +168,21 @@ def test_summary_names_fixtures_that_ran_more_than_once(pytester: pytest.Pyteste
     ])
 
 
+def test_two_fixtures_sharing_a_name_are_not_counted_as_one(pytester: pytest.Pytester) -> None:
+    for name in ("a", "b"):
+        pytester.makepyfile(**{f"test_{name}": """
+            import pytest
+            @pytest.fixture(scope="session")
+            def res():
+                return object()
+            def test_uses(res):
+                pass
+            """})
+    result = run(pytester, "--mt", "2", "-p", "no:asyncio")
+    assert outcomes(result) == {"passed": 2}
+    assert "more than once" not in result.stdout.str()
+
+
 @pytest.mark.parametrize("args, message", [
     (("--timeline", "out.txt"), "fleet: --timeline writes FILE.json (a Chrome/Perfetto trace) or FILE.html, not 'out.txt'"),
     (("--timeline", "missing/out.json"), "fleet: --timeline missing/out.json: directory 'missing' does not exist"),

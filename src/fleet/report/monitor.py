@@ -42,6 +42,7 @@ class FixtureRun:
     stop: float
     instance: str  # the scope node and parameter it was set up for
     project: bool  # defined by the project under test, not by pytest or a plugin
+    defined: str = ""  # where (its base node id): two fixtures may share a name
 
 
 @dataclass
@@ -100,10 +101,18 @@ def outcome_of(record: TestRecord) -> str:
     return "passed"
 
 
+class _RealClock:
+    """The wall clock, out of reach of a test that mocks time: freezegun
+    replaces ``time.time`` and the module attributes that name it, a test may
+    patch ``_pytest.timing``; neither touches a class attribute kept here."""
+
+    now = staticmethod(time.time)
+
+
 class RunMonitor:
     def __init__(self, total: int) -> None:
         self.total = total
-        self.begin = time.time()
+        self.begin = _RealClock.now()
         self.end: float | None = None
         self.workers: list[str] = []
         self.records: dict[str, TestRecord] = {}
@@ -129,12 +138,12 @@ class RunMonitor:
         self._running.pop(worker, None)
 
     def marker(self, worker: str, kind: str, text: str) -> None:
-        self.markers.append(Marker(worker, kind, text, time.time()))
+        self.markers.append(Marker(worker, kind, text, _RealClock.now()))
 
     def lost_attempt(self, item: pytest.Item, worker: str, text: str) -> None:
         """A test was running where a worker crashed and will run again: an
         attempt with no report of its own, kept for the timeline and Allure."""
-        now = time.time()
+        now = _RealClock.now()
         since = self.since(worker, item.nodeid) or now
         self.stopped(worker)
         self.attempts.append(Attempt(worker, item.nodeid, since, now, text))
@@ -143,7 +152,7 @@ class RunMonitor:
             listener(item, worker, text, since, now)
 
     def finish(self) -> None:
-        self.end = time.time()
+        self.end = _RealClock.now()
         self._running.clear()
 
     def tick(self) -> None:
@@ -183,10 +192,20 @@ class RunMonitor:
             record.earlier += record.stop - record.start
             record.phases.clear()
             record.worker = worker
-        record.phases.append(Phase(report.when, report.start, report.stop, report.outcome))
+        record.phases.append(Phase(report.when, *self._within_run(report.start, report.stop), report.outcome))
         record.fixtures.extend(FixtureRun(*entry) for entry in getattr(report, "fleet_fixtures", ()))
         if report.when == "call" and hasattr(report, "wasxfail"):
             record.xfail = True
+
+    def _within_run(self, start: float, stop: float) -> tuple[float, float]:
+        """A phase's times, kept inside the run: a test that mocked the clock
+        (freezegun, pytest's own ``mock_timing``) reports times that never were.
+        0 stays 0: a report that carries no times."""
+        if not start:
+            return start, stop
+        now = _RealClock.now()
+        start = min(max(start, self.begin), now)
+        return start, min(max(stop, start), now)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
@@ -231,7 +250,9 @@ class FixtureTimes:
             if times is not None:
                 instance = f"{request.node.nodeid}[{getattr(request, 'param_index', 0)}]"
                 project = is_project_fixture(fixturedef, request.config.rootpath)
-                times.append((fixturedef.argname, fixturedef.scope, start, time.time(), instance, project))
+                times.append(
+                    (fixturedef.argname, fixturedef.scope, start, time.time(), instance, project, fixturedef.baseid)
+                )
 
     @pytest.hookimpl(wrapper=True)
     @internal_frame

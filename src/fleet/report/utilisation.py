@@ -57,7 +57,7 @@ def summary(monitor: RunMonitor, per_process: dict[str, str]) -> list[str]:
 
 
 def _repeated_fixtures(monitor: RunMonitor, per_process: dict[str, str]) -> list[str]:
-    runs: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    runs: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
     plugins: dict[str, set[str]] = defaultdict(set)  # plugin session fixture -> processes
     for record in monitor.records.values():
         for fixture in record.fixtures:
@@ -66,9 +66,9 @@ def _repeated_fixtures(monitor: RunMonitor, per_process: dict[str, str]) -> list
                     plugins[fixture.argname].add(process_of(record.worker))
                 continue
             if fixture.scope != "function" and fixture.argname not in per_process:
-                runs[(fixture.argname, fixture.scope, fixture.instance)].append(record.worker)
+                runs[(fixture.argname, fixture.scope, fixture.instance, fixture.defined)].append(record.worker)
     lines = [f"  {name} (session): once per worker process: {why}" for name, why in sorted(per_process.items())]
-    for (name, scope, instance), workers in sorted(runs.items()):
+    for (name, scope, instance, _), workers in sorted(runs.items()):
         if len(workers) < 2:
             continue
         processes = sorted({process_of(w) for w in workers})
