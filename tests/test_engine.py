@@ -164,6 +164,69 @@ def test_a_parametrized_module_fixture_is_finalized_before_its_next_parameter(py
 
 
 @pytest.mark.parametrize("mode", ALL_MODES, ids=MODE_IDS)
+def test_a_session_parameter_used_by_several_modules_has_one_instance_at_a_time(pytester, mode) -> None:
+    # markupsafe: a session fixture switches a module global per parameter
+    pytester.makeconftest("""
+        import pytest
+        current = []
+
+        @pytest.fixture(scope="session", params=["a", "b"])
+        def impl(request):
+            current.append(request.param)
+            yield request.param
+            current.remove(request.param)
+        """)
+    for name in ("one", "two", "three"):
+        pytester.makepyfile(**{f"test_{name}": f"""
+            import time
+            from conftest import current
+            def test_{name}(impl):
+                time.sleep(0.05)
+                assert current == [impl]
+            def test_{name}_free():
+                time.sleep(0.05)
+            """})
+    result = assert_like_serial(pytester, mode, "-p", "no:randomly")
+    assert outcomes(result) == {"passed": 9}
+    if "--mt" in mode or mode == MODES["mp2"]:
+        result.stdout.fnmatch_lines(["run one after another, in pytest's parameter order: the tests of impl (6 tests)*"])
+
+
+@pytest.mark.parametrize("mode", [MODES["mp2"], MODES["mp2-mt2"]], ids=["mp2", "mp2-mt2"])
+def test_a_session_fixture_made_for_its_effects_runs_in_every_process(pytester, mode) -> None:
+    # settings, env, a library configured: the fixture returns nothing
+    pytester.makeconftest("""
+        import os, pytest
+        import settings
+
+        @pytest.fixture(scope="session", autouse=True)
+        def configure():
+            settings.MODE = "configured"
+
+        @pytest.fixture(scope="session", autouse=True)
+        def environment():
+            os.environ["APP_MODE"] = "test"
+            return "test"
+        """)
+    pytester.makepyfile(settings="MODE = 'unset'")
+    for m in range(4):
+        pytester.makepyfile(**{f"test_m{m}": """
+            import os, time
+            import settings
+            def test_configured():
+                time.sleep(0.1)
+                assert settings.MODE == "configured"
+                assert os.environ["APP_MODE"] == "test"
+            """})
+    result = assert_like_serial(pytester, mode)
+    assert outcomes(result) == {"passed": 4}
+    result.stdout.fnmatch_lines([
+        "*configure (session): once per worker process: it returns None*",
+        "*environment (session): once per worker process: its set-up changed os.environ*",
+    ])
+
+
+@pytest.mark.parametrize("mode", ALL_MODES, ids=MODE_IDS)
 def test_unhashable_parameters_are_one_instance_each(pytester, mode) -> None:
     pytester.makepyfile("""
         import pytest

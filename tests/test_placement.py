@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import PROBE, outcomes, read_events, run
+from conftest import PROBE, assert_like_serial, outcomes, read_events, run
 
 PATCHING = """
 import os, time, logging
@@ -54,6 +54,30 @@ def test_patching_fixtures_and_doctests_run_alone(pytester, probe, mode) -> None
     alone = [e for e in probe() if e["kind"] == "start" and "patches" in e["test"]]
     assert len(alone) == 2 and all(e["running"] == 1 for e in alone), alone
     result.stdout.fnmatch_lines(["placed alone in their process: 3 tests (2 uses monkeypatch, 1 doctests)*"])
+
+
+@pytest.mark.parametrize("mode", [["--mt", "4"], ["--mp", "2", "--mt", "2"]], ids=["mt4", "mp2-mt2"])
+def test_tests_marked_thread_unsafe_run_alone(pytester, probe, mode) -> None:
+    # pytest-run-parallel's mark, as projects such as markupsafe carry it
+    pytester.makeini("[pytest]\nmarkers =\n    thread_unsafe: not safe beside other threads\n")
+    pytester.makepyfile(test_marked="""
+        import time, pytest
+
+        @pytest.mark.thread_unsafe(reason="counts gc.get_objects()")
+        def test_counts_objects():
+            time.sleep(0.3)
+
+        def test_a():
+            time.sleep(0.2)
+
+        def test_b():
+            time.sleep(0.2)
+        """)
+    result = run(pytester, *mode, "--group-unit", "function", "--strict-markers")
+    assert outcomes(result) == {"passed": 3}
+    alone = [e for e in probe() if e["kind"] == "start" and "counts_objects" in e["test"]]
+    assert len(alone) == 1 and alone[0]["running"] == 1, alone
+    result.stdout.fnmatch_lines(["placed alone in their process: 1 test (1 marked thread_unsafe)*"])
 
 
 def test_a_fixture_declared_thread_safe_runs_beside_others(pytester, probe) -> None:
@@ -127,6 +151,97 @@ def test_failures_beside_a_caught_test_run_again_alone(pytester, mode) -> None:
         "*test_b_swaps_stdout: replaced sys.stdout",
         "*test_c_resets_logging: removed a root logger handler",
     ])
+
+
+@pytest.mark.parametrize("mode", [["--mt", "4"], ["--mp", "1", "--mt", "4"]], ids=["mt4", "mp1-mt4"])
+def test_a_frozen_clock_and_a_blocked_import_are_caught(pytester, mode) -> None:
+    # freezegun replaces time.time for every thread; a test hiding an optional
+    # dependency sets its sys.modules entry to None, and a test beside it skips
+    pytester.makepyfile(optional_dep="VALUE = 1")
+    pytester.makepyfile(test_culprits="""
+        import sys, time
+        import optional_dep
+
+        def test_freezes_the_clock():
+            real, time.time = time.time, lambda: 0.0
+            try:
+                time.sleep(0.4)
+            finally:
+                time.time = real
+
+        def test_hides_the_dependency():
+            sys.modules["optional_dep"] = None
+            try:
+                time.sleep(0.4)
+            finally:
+                sys.modules["optional_dep"] = optional_dep
+        """)
+    pytester.makepyfile(test_victims="""
+        import time, pytest
+
+        def test_reads_the_clock():
+            time.sleep(0.2)
+            assert time.time() > 1e9
+
+        def test_uses_the_dependency():
+            time.sleep(0.2)
+            pytest.importorskip("optional_dep")
+        """)
+    result = run(pytester, *mode, "--group-unit", "function", "-p", "no:randomly")
+    assert outcomes(result) == {"passed": 4}
+    result.stdout.fnmatch_lines_random([
+        "test_victims.py::test_reads_the_clock failed beside *replaced time.time*; run again alone, it passed",
+        "test_victims.py::test_uses_the_dependency skipped beside *blocked an import*; run again alone, it passed",
+    ])
+
+
+@pytest.mark.parametrize("mode", [["--mt", "2"], ["--mp", "1", "--mt", "2"]], ids=["mt2", "mp1-mt2"])
+def test_overlapping_stream_swaps_take_turns(pytester, mode) -> None:
+    # click's CliRunner.isolation(): save the streams, replace them, then save
+    # and patch a module attribute; put everything back on the way out
+    pytester.makepyfile(shared="def greet():\n    return 'real'\n")
+    pytester.makepyfile(isolation="""
+        import contextlib, io, sys
+        import shared
+
+        @contextlib.contextmanager
+        def isolated(name):
+            old_stdin, old_stdout = sys.stdin, sys.stdout
+            sys.stdin, sys.stdout = io.StringIO(), io.StringIO()
+            old_greet, shared.greet = shared.greet, (lambda: name)
+            try:
+                yield
+            finally:
+                shared.greet = old_greet
+                sys.stdin, sys.stdout = old_stdin, old_stdout
+        """)
+    pytester.makepyfile(test_a="""
+        import time
+        from isolation import isolated
+
+        def test_invoke_a():
+            with isolated("a"):
+                time.sleep(0.3)
+        """)
+    pytester.makepyfile(test_b="""
+        import time
+        import shared
+        from isolation import isolated
+
+        def test_invoke_b():
+            time.sleep(0.1)
+            with isolated("b"):
+                time.sleep(0.3)
+
+        def test_after():
+            assert shared.greet() == "real"
+
+        def test_after_print(capsys):
+            print("hello")
+            assert capsys.readouterr().out.strip() == "hello"
+        """)
+    result = assert_like_serial(pytester, [*mode, "-p", "no:randomly"])
+    assert outcomes(result) == {"passed": 4}
 
 
 def test_strict_threads_reports_the_parallel_outcome(pytester) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import outcomes, run
+from conftest import assert_like_serial, outcomes, run
 
 # Records the pid of every process that runs a test, to check none outlives the run.
 PIDS = r'''
@@ -460,3 +460,48 @@ def test_a_spawned_worker_that_collects_differently_is_one_clear_error(
         "but test_ids.py::test_v[[]*[]] here (parametrize ids must not change between runs)*"
     ])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_failed_report_lost_on_the_way_fails_the_run(pytester: pytest.Pytester) -> None:
+    """A plugin that turns a worker's failed report into a pass while it
+    travels (a broken deserializer) is caught by the count of failed reports:
+    never green when the workers reported red."""
+    pytester.makeconftest(
+        """
+        def pytest_report_from_serializable(config, data):
+            if data.get("$report_type") == "TestReport" and data.get("outcome") == "failed":
+                from _pytest.reports import TestReport
+                report = TestReport._from_json(data)
+                report.outcome, report.longrepr = "passed", None
+                return report
+        """
+    )
+    pytester.makepyfile("def test_fails(): assert 0\ndef test_passes(): pass\n")
+    result = run(pytester, "--mp", "2")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        "*FAILED REPORTS LOST: worker processes sent 1 failed reports and the controller received 0*",
+    ])
+
+
+def test_a_worker_counts_every_object_as_a_serial_run_does(pytester: pytest.Pytester) -> None:
+    # markupsafe's leak test: gc.get_objects() in a forked worker must not miss
+    # what the controller froze before forking
+    pytester.makepyfile(test_leak="""
+        import gc
+
+        def test_counts_objects():
+            gc.collect()
+            assert len(gc.get_objects()) > 5000
+
+        def test_stable_count():
+            counts = set()
+            gc.collect()
+            for _ in range(20):
+                for _ in range(1000):
+                    "<foo>".replace("<", "&lt;")
+                counts.add(len(gc.get_objects()))
+            assert len(counts) < 3, counts
+        """)
+    result = assert_like_serial(pytester, ["--mp", "2"])
+    assert outcomes(result) == {"passed": 2}

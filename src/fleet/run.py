@@ -22,11 +22,11 @@ from fleet.execute.threads import ThreadExecutor
 from fleet.front import login
 from fleet.front.options import max_worker_restart
 from fleet.plan.division import Division
-from fleet.plan.groups import Plan, make_plan
+from fleet.plan.groups import Plan, make_plan, switched_notes
 from fleet.plan.placement import Placement, caught_notes
 from fleet.plan.workers import process_layout, thread_count
 from fleet.report.run_report import RunReport
-from fleet.state import internals
+from fleet.state import internals, relay
 from fleet.state.install import SharedScopes, ThreadOutput
 from fleet.worker import testrun_uid_key
 
@@ -82,6 +82,7 @@ class ParallelRun:
         self.placement = Placement(session.config)
         plan = make_plan(session.items, self.unit, self._units(session), self.placement.exclusive)
         internals.warm_tmp_path_factory(session.config)
+        relay.tally(session.config)
         if self.processes is not None:
             self._run_processes(session, plan)
         else:
@@ -98,7 +99,7 @@ class ParallelRun:
             wanted = nodes.auto_workers(self.config) or "auto"
         processes, threads = process_layout(wanted, self.threads, plan.runnable_groups)
         restarts = max_worker_restart(self.config)
-        self._scopes = SharedScopes(session, plan.sequential_nodes)
+        self._scopes = SharedScopes(session, plan.sequential_nodes, plan.switched)
         self._scopes.install()
         uid = session.config.stash[testrun_uid_key]
         if launch.spawned_identity_present():
@@ -116,7 +117,9 @@ class ParallelRun:
         finally:
             remembered = self.placement.remember(executor.caught)
             self.report.finished(
-                executor.summary() + caught_notes(executor.caught, remembered) + self.placement.summary(threads > 1),
+                executor.summary() + caught_notes(executor.caught, remembered) + self.placement.summary(threads > 1)
+                + switched_notes(plan, processes * threads)
+                + _lost_reports(session),
                 executor.per_process,
             )
 
@@ -125,7 +128,7 @@ class ParallelRun:
         threads = thread_count(self.threads, plan.runnable_groups)
         strict = self.config.getoption("fleet_strict_threads")
         executor = ThreadExecutor(session, plan, threads, monitor, strict)
-        self._scopes = SharedScopes(session, plan.sequential_nodes)
+        self._scopes = SharedScopes(session, plan.sequential_nodes, plan.switched)
         self._scopes.install(plan.items)
         try:
             with ThreadOutput(self.config), self.report.live():
@@ -134,7 +137,9 @@ class ParallelRun:
             caught = executor.caught
             remembered = self.placement.remember(caught)
             self.report.finished(
-                executor.notes + caught_notes(caught, remembered) + self.placement.summary(threads > 1), {}
+                executor.notes + caught_notes(caught, remembered) + self.placement.summary(threads > 1)
+                + switched_notes(plan, threads)
+                + _lost_reports(session), {}
             )
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -168,6 +173,15 @@ class ParallelRun:
             if self._scopes is not None:
                 self._scopes.uninstall()
                 self._scopes = None
+
+
+def _lost_reports(session: pytest.Session) -> list[str]:
+    """Failed reports lost between a worker and pytest's reporting: never a
+    green run. The run fails (exit 1) and fleet's section says what was lost."""
+    problems = relay.tally(session.config).problems()
+    if problems:
+        session.testsfailed += 1
+    return [f"FAILED REPORTS LOST: {problem}; the run is marked failed" for problem in problems]
 
 
 def _as_units(value: Any) -> tuple[Hashable, ...]:

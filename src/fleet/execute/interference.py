@@ -32,9 +32,16 @@ class Settled:
     beside: tuple[tuple[int, str], ...] = ()
 
 
+NAMED_BESIDE = 3  # tests named in a note; the rest are counted
+
+
 def describe_beside(items: list[Any], beside: Any) -> str:
-    """``test_a (which set ...) and test_c (which replaced sys.stdout)``."""
-    parts = [f"{items[index].nodeid} (which {why})" for index, why in beside]
+    """``test_a (which set ...) and test_c (which replaced sys.stdout)``;
+    past three, ``..., test_c (which ...) and 12 more``."""
+    beside = list(beside)
+    parts = [f"{items[index].nodeid} (which {why})" for index, why in beside[:NAMED_BESIDE]]
+    if len(beside) > NAMED_BESIDE:
+        parts.append(f"{len(beside) - NAMED_BESIDE} more")
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
@@ -126,6 +133,7 @@ class SideBySide:
 
     def __init__(self, items: list[Any]) -> None:
         self.tracker = Interference()
+        self._items = items
         self._index = {id(item): index for index, item in enumerate(items)}
         self.watch = StateWatch(self._caught)
         self._look_lock = threading.Lock()
@@ -152,6 +160,7 @@ class SideBySide:
             self.tracker.suspect(changed, index, include_observer=False)
 
     def ended(self, index: int, failed: bool) -> list[Settled]:
+        self.watch.test_ended(self._items[index])
         changed = self._look()
         if changed:
             self.tracker.suspect(changed, index, include_observer=True)
@@ -160,3 +169,38 @@ class SideBySide:
 
 def failed(reports: list[Any]) -> bool:
     return any(report.failed for report in reports)
+
+
+def _skipped_itself(report: Any) -> bool:
+    """A skip at run time (``pytest.skip()``, ``importorskip``): a report or
+    its sent form; an xfail is not one."""
+    if isinstance(report, dict):
+        return report.get("outcome") == "skipped" and "wasxfail" not in report
+    return bool(report.skipped) and not hasattr(report, "wasxfail")
+
+
+def held_back(item: Any, reports: list[Any]) -> bool:
+    """Whether a test's result waits to see whether a caught test ran beside
+    it: it failed, or it skipped itself at run time (an import another test
+    blocked, a state another test removed); a skip or skipif mark is its own."""
+    if any(report.failed if not isinstance(report, dict) else report.get("outcome") == "failed"
+           for report in reports):
+        return True
+    if item.get_closest_marker("skip") is not None or item.get_closest_marker("skipif") is not None:
+        return False
+    return any(_skipped_itself(report) for report in reports)
+
+
+def _outcome(reports: list[Any]) -> str:
+    if failed(reports):
+        return "failed"
+    return "skipped" if any(_skipped_itself(report) for report in reports) else "passed"
+
+
+def again_note(nodeid: str, first: list[Any], beside: str, again: list[Any] | None = None) -> str:
+    """``test_x failed beside test_y (which ...); run again alone, it passed``."""
+    was = _outcome(first)
+    if again is None:
+        return f"{nodeid} {was} beside {beside} (--strict-threads)"
+    now = _outcome(again)
+    return f"{nodeid} {was} beside {beside}; run again alone, it {now + ' again' if now == was else now}"

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from fleet.execute.events import RunEvents
-from fleet.execute.interference import SideBySide, Settled, describe_beside, failed
+from fleet.execute.interference import SideBySide, Settled, again_note, describe_beside, held_back
 from fleet.plan.groups import Plan
 from fleet.plan.schedule import Scheduler
 from fleet.execute.lost import describe_exception, failed_report
@@ -233,7 +233,7 @@ class ThreadExecutor:
                 continue
             if self._strict:
                 beside = describe_beside(self.plan.items, settled.beside)
-                self.notes.append(f"{held.item.nodeid} failed beside {beside} (--strict-threads)")
+                self.notes.append(again_note(held.item.nodeid, held.reports, beside))
                 self._log(held)
             else:
                 self._again.append((settled, held))
@@ -252,7 +252,7 @@ class ThreadExecutor:
         name = self.names[0]
         setupstate = internals.get_setupstate(self.session)
         while self._again and not (self.session.shouldfail or self.session.shouldstop):
-            settled, _ = self._again.pop(0)
+            settled, first = self._again.pop(0)
             item = self.plan.items[settled.index]
             setupstate.expect(item, closing=range(len(item.listchain()) - 1))
             internals.set_failed_subtests(self.session.config, item, 0)  # the first run's are not this one's
@@ -265,9 +265,8 @@ class ThreadExecutor:
             finished = outcome[0]
             if finished.raised is not None:
                 raise finished.raised
-            result = "failed again" if failed(finished.reports) else "passed"
             beside = describe_beside(self.plan.items, settled.beside)
-            self.notes.append(f"{item.nodeid} failed beside {beside}; run again alone, it {result}")
+            self.notes.append(again_note(item.nodeid, first.reports, beside, finished.reports))
             self._log(finished)
 
     def _run_alone(self, index: int, name: str) -> Finished:
@@ -335,7 +334,8 @@ class ThreadExecutor:
                 side_by_side.starting(index)
             try:
                 alone = self._terminal if self.plan.exclusive[index] else nullcontext()
-                with alone, running(item) as events:
+                by_itself = self.plan.exclusive[index] or len(self.names) == 1
+                with alone, running(item, by_itself) as events:
                     self.session.config.hook.pytest_runtest_protocol(item=item, nextitem=self.plan.nextitem[index])
             except BaseException as exc:  # pytest.exit(), internal errors
                 return Finished(item, name, raised=exc, index=index)
@@ -343,7 +343,7 @@ class ThreadExecutor:
             self._count_failures(reports)
             if side_by_side is None:
                 return Finished(item, name, events, index=index)
-            held = failed(reports)
+            held = held_back(item, reports)
             return Finished(item, name, events, index=index, held=held, settled=side_by_side.ended(index, held))
         except BaseException as exc:  # fleet's own code failed around the test
             text = f"fleet failed around this test on {name}: {describe_exception(exc)}"

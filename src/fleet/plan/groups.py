@@ -19,6 +19,7 @@ from typing import Any, Callable, Hashable, Sequence
 import pytest
 
 from fleet import adapters
+from fleet.state import internals
 from fleet.front.options import GROUP_UNITS  # noqa: F401 (what unit may be)
 
 
@@ -38,6 +39,9 @@ class Plan:
     # scope nodes (session, package, module, class) whose tests are all in one
     # group: one worker runs them one after another, as a serial run would
     sequential_nodes: set[Any] = field(default_factory=set)
+    # session and package fixtures whose parameter changes between tests ->
+    # how many tests use them: those run one after another, in pytest's order
+    switched: dict[str, int] = field(default_factory=dict)
 
     @property
     def runnable_groups(self) -> int:
@@ -122,6 +126,7 @@ def make_plan(
         plan.affinity.append(keys[0] if keys else ("module", item.nodeid.split("::", 1)[0]))
         for key in keys:
             plan.groups.setdefault(key, []).append(index)
+    plan.switched = _keep_switches_in_order(plan)
     plan.sequential_nodes = _sequential_nodes(plan)
     plan.nextitem = [None] * len(plan.items)
     for members in plan.groups.values():
@@ -129,6 +134,53 @@ def make_plan(
             if plan.nextitem[here] is None:
                 plan.nextitem[here] = plan.items[following]
     return plan
+
+
+def switched_fixtures(items: Sequence[pytest.Item]) -> dict[str, list[int]]:
+    """Session and package fixtures the tests use with more than one parameter:
+    name -> indices of the tests using it.
+
+    pytest orders the tests so that one parameter's instance is torn down
+    before the next one's is set up; a fixture that sets process-wide state
+    per parameter (a backend switched on, a module global) relies on it.
+    """
+    users: dict[str, list[int]] = {}
+    params: dict[str, set[int]] = {}
+    for index, item in enumerate(items):
+        callspec = getattr(item, "callspec", None)
+        if callspec is None:
+            continue
+        definitions = internals.fixture_definitions(item)
+        for name, param_index in callspec.indices.items():
+            chain = definitions.get(name)
+            if chain and chain[-1].scope in ("session", "package"):
+                users.setdefault(name, []).append(index)
+                params.setdefault(name, set()).add(param_index)
+    return {name: users[name] for name in users if len(params[name]) > 1}
+
+
+def _keep_switches_in_order(plan: Plan) -> dict[str, int]:
+    """Put the tests of each switched fixture in one more group, so they run
+    one after another in collection order (which is pytest's parameter
+    order): one parameter's instance at a time, as in a serial run."""
+    switched = switched_fixtures(plan.items)
+    for name, indices in switched.items():
+        key = ("parameters of", name)
+        plan.groups[key] = indices
+        for index in indices:
+            plan.memberships[index] += (key,)
+    return {name: len(indices) for name, indices in switched.items()}
+
+
+def switched_notes(plan: Plan, workers: int) -> list[str]:
+    """One line, when more than one worker could have run them side by side."""
+    if workers < 2 or not plan.switched:
+        return []
+    parts = ", ".join(f"{name} ({count} tests)" for name, count in sorted(plan.switched.items()))
+    return [
+        f"run one after another, in pytest's parameter order: the tests of {parts}: "
+        "a higher-scoped fixture whose parameter changes between tests has one instance at a time"
+    ]
 
 
 def _sequential_nodes(plan: Plan) -> set[Any]:

@@ -62,6 +62,8 @@ UNSAFE_FIXTURES = {
 # Mark name -> why a test carrying it must run alone in its process.
 UNSAFE_MARKS = {
     "django_db": "pytest-django keeps one test database, settings object and database blocker per process",
+    # pytest-run-parallel's mark, which projects already put on such tests
+    "thread_unsafe": "the project marks it unsafe beside other threads (pytest-run-parallel)",
 }
 
 

@@ -27,6 +27,8 @@ class _Current(threading.local):
     warnings: list[Any] | None = None
     # fixture instances the current test uses that another parameter could replace
     counted: list[Any] | None = None
+    # the current test runs with no other test beside it in this process
+    alone = False
     # fixtures set up by the current test's set-up, with their times (report.monitor)
     fixture_times: list[Any] | None = None
 

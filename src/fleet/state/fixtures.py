@@ -11,6 +11,7 @@ for the first one's set-up instead of running it again.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any, Callable
 
@@ -30,7 +31,10 @@ class _Slot:
     using it, counted only where another parameter may take its place.
     """
 
-    __slots__ = ("cached_result", "_finalizers", "lock", "key", "group", "param", "request", "users", "preset")
+    __slots__ = (
+        "cached_result", "_finalizers", "lock", "key", "group", "param", "request", "users", "preset", "shared",
+        "made_at",
+    )
 
     def __init__(self, key: tuple[Any, ...] = (), group: tuple[Any, ...] = (), param: Any = None) -> None:
         self.cached_result: Any = None
@@ -41,7 +45,9 @@ class _Slot:
         self.param = param
         self.request: Any = None
         self.users = 0
-        self.preset = False
+        self.preset = False  # its value was made in another process
+        self.shared = False  # made here and handed to other processes: torn down only at the end
+        self.made_at = 0  # when it was set up, in set-up order
 
 
 def instance_of(fixturedef: Any) -> _Slot | None:
@@ -142,6 +148,8 @@ class FixtureSlots:
         self._originals: dict[str, Any] = {}
         # scope nodes whose tests one worker runs one after another
         self.sequential_nodes: frozenset[Any] = frozenset()
+        # fixtures whose tests run one after another in pytest's parameter order
+        self.switched: frozenset[str] = frozenset()
         # session fixtures this process set up itself
         self.made_here: set[Any] = set()
         # told the name of each session fixture about to be set up here (a
@@ -249,18 +257,38 @@ class FixtureSlots:
             if slot.request is not None:
                 self._request_keys.pop(slot.request, None)
 
+    def _in_serial_order(self, slot: _Slot) -> bool:
+        """Whether instances of this fixture may replace one another as in a
+        serial run: one worker runs every test under its node in order, the
+        tests of a switched fixture (or one depending on it) run one after
+        another, or the current test runs with nothing beside it in this process."""
+        if slot.group[1] in self.sequential_nodes or current.alone:
+            return True
+        return slot.group[0].argname in self.switched or any(name in self.switched for name, _ in slot.key[1])
+
     def _replaceable(self, fixturedef: Any, slot: _Slot) -> list[_Slot]:
         """Other parameters' instances that this one takes the place of, as in
-        a serial run: unused, and under a node one worker runs in order."""
-        node = slot.group[1]
-        if node not in self.sequential_nodes:
+        a serial run: unused, made here for this process only."""
+        if not self._in_serial_order(slot):
             return []
         with self._lock:
             return [
                 other for other in self._groups.get(slot.group, ())
-                if other is not slot and other.users == 0 and not other.preset
+                if other is not slot and other.users == 0 and not (other.preset or other.shared)
                 and other.cached_result is not None
             ]
+
+    def _superseded(self, slot: _Slot) -> bool:
+        """A live instance that a serial run would have torn down when another
+        parameter's was set up after it: it is set up again before its use
+        (a fixture that sets process-wide state per parameter sets it anew)."""
+        if slot.preset or slot.shared or slot.users > 1 or not self._in_serial_order(slot):
+            return False
+        with self._lock:
+            return any(
+                other.made_at > slot.made_at and other.cached_result is not None
+                for other in self._groups.get(slot.group, ()) if other is not slot
+            )
 
     # -- installed on FixtureDef -------------------------------------------------
 
@@ -288,7 +316,10 @@ class FixtureSlots:
                         current.counted.append(slot)
                 item_slots[fixturedef] = slot
             with _pinned(fixturedef, slot), slot.lock:
+                if counted and slot.cached_result is not None and slots._superseded(slot):
+                    slots._finish_slot(fixturedef, slot, original_finish, forget=False)
                 if slot.cached_result is None:
+                    slot.made_at = next(_made)
                     if counted:
                         for other in slots._replaceable(fixturedef, slot):
                             slots._finish_slot(fixturedef, other, original_finish)
@@ -325,12 +356,22 @@ class FixtureSlots:
             setattr(cls, name, _SlotAttribute(name))
 
     @internal_frame
-    def _finish_slot(self, fixturedef: Any, slot: _Slot, original_finish: Any) -> None:
+    def _finish_slot(self, fixturedef: Any, slot: _Slot, original_finish: Any, forget: bool = True) -> None:
         __tracebackhide__ = True
         request = slot.request
-        self._forget(slot)
+        if forget:
+            self._forget(slot)
+        else:
+            self._request_keys.pop(request, None)
         with _pinned(fixturedef, slot):
             original_finish(fixturedef, request)
+
+    def share(self, fixturedef: Any) -> None:
+        """The current test's instance of ``fixturedef`` is handed to other
+        worker processes: never replaced or set up again here."""
+        slot = (current.item_slots or {}).get(fixturedef)
+        if slot is not None:
+            slot.shared = True
 
     def uninstall(self) -> None:
         cls = pytest.FixtureDef
@@ -354,14 +395,16 @@ class running:
     (counted while it runs, so no other parameter replaces them meanwhile),
     and the logging calls it makes."""
 
-    __slots__ = ("item",)
+    __slots__ = ("item", "alone")
 
-    def __init__(self, item: pytest.Item) -> None:
+    def __init__(self, item: pytest.Item, alone: bool = False) -> None:
         self.item = item
+        self.alone = alone
 
     def __enter__(self) -> list[Any]:
         """The list its logging hook calls are recorded in (:mod:`fleet.state.relay`)."""
         current.item = self.item
+        current.alone = self.alone
         current.item_slots = {}
         current.counted = []
         current.events = events = []
@@ -374,9 +417,11 @@ class running:
                 for slot in counted:
                     slot.users -= 1
         current.item = current.item_slots = current.counted = current.events = None
+        current.alone = False
 
 
 _users_lock = threading.Lock()
+_made = itertools.count(1)
 
 
 class _pinned:

@@ -28,10 +28,13 @@ from fleet.state.thread_warnings import ThreadWarnings
 
 
 class SharedScopes:
-    def __init__(self, session: pytest.Session, sequential_nodes: Iterable[Any] = ()) -> None:
+    def __init__(
+        self, session: pytest.Session, sequential_nodes: Iterable[Any] = (), switched: Iterable[str] = ()
+    ) -> None:
         self.session = session
         self.slots = FixtureSlots(session)
         self.slots.sequential_nodes = frozenset(sequential_nodes)
+        self.slots.switched = frozenset(switched)
         self._saved_setupstate: Any = None
 
     def install(self, items: Iterable[pytest.Item] | None = None) -> None:

@@ -54,9 +54,51 @@ def reports(events: list[Event]) -> list[pytest.TestReport]:
     return [kwargs["report"] for name, kwargs in events if name == "pytest_runtest_logreport"]
 
 
+def failed_count(test_reports: list[Any]) -> int:
+    return sum(1 for report in test_reports if report.failed)
+
+
+class Tally:
+    """Failed reports, counted where they are made and where pytest's
+    reporting receives them, so that none is lost on the way unnoticed: how
+    many worker processes sent and the controller received, and how many fleet
+    replayed and ``pytest_runtest_logreport`` saw. Reports fleet deliberately
+    drops (a failure run again alone, whose second result is the one reported)
+    are never replayed, so they count on neither side."""
+
+    def __init__(self) -> None:
+        self.sent = self.received = self.replayed = self.seen = 0
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Any:
+        if report.failed:
+            self.seen += 1
+        return (yield)
+
+    def problems(self) -> list[str]:
+        lines = []
+        if self.sent != self.received:
+            lines.append(f"worker processes sent {self.sent} failed reports and the controller received {self.received}")
+        if self.replayed != self.seen:
+            lines.append(f"fleet logged {self.replayed} failed reports and pytest's reporting saw {self.seen}")
+        return lines
+
+
+_tally_key = pytest.StashKey[Tally]()
+
+
+def tally(config: pytest.Config) -> Tally:
+    """The run's tally of failed reports (registered as a plugin when first asked for)."""
+    if _tally_key not in config.stash:
+        config.stash[_tally_key] = Tally()
+        config.pluginmanager.register(config.stash[_tally_key], "fleet-failed-report-tally")
+    return config.stash[_tally_key]
+
+
 def replay(item: pytest.Item, events: list[Event]) -> None:
     """Make the recorded calls, in order, through the item's hook proxy (on the
     main thread, or in the controller), as pytest's runner makes them."""
+    tally(item.config).replayed += failed_count(reports(events))
     ihook = item.ihook
     for hook_name, kwargs in events:
         getattr(ihook, hook_name)(**kwargs)

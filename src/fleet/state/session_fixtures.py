@@ -11,7 +11,11 @@ last, after every other worker has finished.
 A value that cannot be handed over is made again in each worker process
 that needs it: one that cannot be pickled, one whose set-up raised (each
 process then reports the error, as a serial run reports it on every test),
-and one that depends on ``worker_id``. Session fixtures of pytest and of plugins
+one that depends on ``worker_id``, one whose parameter changes between tests
+(it is set up in its tests' order, one parameter at a time), and one made for what it does in its
+process (it returns None, or changes ``os.environ``, the working directory
+or ``sys.path``): the first worker keeps its own, and each other process
+makes its own as its tests need it. Session fixtures of pytest and of plugins
 (``tmp_path_factory``, ``worker_id``, ...) are always per process.
 """
 
@@ -20,7 +24,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
 import pickle
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,11 +90,37 @@ def wanted(
                 bound[fixturedef] = depends_on_worker(fixturedef, item)
             if bound[fixturedef]:
                 continue
+            dependencies = slots.dependency_params(fixturedef, item)
+            if is_switched(name, dependencies, slots.switched):
+                continue
             param = internals.fixture_cache_key(item, fixturedef, name)
-            made = seen.setdefault((fixturedef, slots.dependency_params(fixturedef, item)), [])
+            made = seen.setdefault((fixturedef, dependencies), [])
             if not any(internals.same_parameter(other, param) for other in made):
                 made.append(param)
                 yield index, name, fixturedef
+
+
+def is_switched(name: str, dependencies: Sequence[tuple[str, Any]], switched: frozenset[str]) -> bool:
+    """Whether the fixture's parameter, or that of one it depends on, changes
+    between tests (:func:`fleet.plan.groups.switched_fixtures`): each process
+    then makes it in its turn, one parameter's instance at a time."""
+    return name in switched or any(dependency in switched for dependency, _ in dependencies)
+
+
+def switched_session_fixtures(items: Sequence[pytest.Item], rootpath: Path, slots: FixtureSlots) -> dict[str, str]:
+    """Session fixtures made per process because their parameter changes: name -> reason."""
+    found: dict[str, str] = {}
+    for item in items:
+        definitions = internals.fixture_definitions(item)
+        for name in getattr(item, "fixturenames", ()):
+            chain = definitions.get(name)
+            if name in found or not chain or chain[-1].scope != "session":
+                continue
+            if is_project_fixture(chain[-1], rootpath) and is_switched(
+                name, slots.dependency_params(chain[-1], item), slots.switched
+            ):
+                found[name] = "its parameter changes between tests: set up in each process in a serial run's order"
+    return found
 
 
 def worker_bound(items: Sequence[pytest.Item], rootpath: Path) -> dict[str, str]:
@@ -124,6 +156,7 @@ def make(
         reason = ""
         start = time.time()
         with collect_output() if not live else contextlib.nullcontext({}) as output, running(item):
+            before = _process_state()
             try:
                 with setupstate.active(item):
                     result = internals.make_fixture_value(item, name)
@@ -132,12 +165,34 @@ def make(
                     raise
                 reason = f"its set-up raised {type(exc).__name__}"
             else:
-                try:
-                    value = pickle.dumps(result)
-                except Exception as exc:
-                    reason = f"its value cannot be pickled ({type(exc).__name__}: {exc})"
+                reason = _made_for_its_effects(result, before, _process_state())
+                if not reason:
+                    try:
+                        value = pickle.dumps(result)
+                    except Exception as exc:
+                        reason = f"its value cannot be pickled ({type(exc).__name__}: {exc})"
+                if value is not None:
+                    slots.share(fixturedef)
         made.append(Made(index, name, value, reason, output, start, time.time()))
     return made
+
+
+def _process_state() -> tuple[dict[str, str], str, list[str]]:
+    return dict(os.environ), os.getcwd(), list(sys.path)
+
+
+def _made_for_its_effects(value: Any, before: Any, after: Any) -> str:
+    """Why a session fixture is made in every worker process for what its
+    set-up does there, or "": it returns nothing (it exists for its effects,
+    such as configuring a library), or it changed the environment, the
+    working directory or ``sys.path``, which the other processes would lack."""
+    if value is None:
+        return "it returns None: it is made in every worker process, for what it does there"
+    changed = [what for what, old, new in zip(("os.environ", "the working directory", "sys.path"), before, after)
+               if old != new]
+    if changed:
+        return f"its set-up changed {' and '.join(changed)}, which every worker process needs"
+    return ""
 
 
 def hand_over(session: pytest.Session, items: Sequence[pytest.Item], slots: FixtureSlots, made: list[Made]) -> None:

@@ -24,7 +24,7 @@ import pytest
 
 from fleet import adapters
 from fleet.execute.events import RunEvents
-from fleet.execute.interference import describe_beside
+from fleet.execute.interference import again_note, describe_beside
 from fleet.execute.processes import crashes, nodes, wire
 from fleet.execute.processes.nodes import WorkerNode
 from fleet.execute.processes.dispatch import Dispatcher, Worker
@@ -244,6 +244,9 @@ class ProcessExecutor:
             sections = [(f"Captured {k} setup", v) for k, v in entry.output.items() if v]
             self._made_sections.setdefault(entry.index, []).extend(sections)
         self.per_process.update(session_fixtures.worker_bound(self.plan.items, self.config.rootpath))
+        self.per_process.update(
+            session_fixtures.switched_session_fixtures(self.plan.items, self.config.rootpath, self.slots)
+        )
         self._start_the_others()
 
     def _handle(self, worker: Worker, message: tuple[Any, ...]) -> None:
@@ -260,11 +263,13 @@ class ProcessExecutor:
         elif tag == "result":
             _, index, name, events, warnings, carried, *held = message
             worker.making.pop(name, None)
+            relay.tally(self.config).sent += carried.pop("failed reports", 0)
             self._carried(index, carried)
             for data in warnings:
                 wire.replay_warning(self.config, data)
             self._finish(worker, index)
             loaded = wire.load_events(self.config, events)
+            relay.tally(self.config).received += relay.failed_count(relay.reports(loaded))
             self._flush_last(worker)
             if held and held[0] and index not in self._again_for:
                 self._held[index] = (worker.name, name, loaded)
@@ -355,7 +360,7 @@ class ProcessExecutor:
                 continue
             described = describe_beside(self.plan.items, beside)
             if self.strict:
-                self.notes.append(f"{self.plan.items[index].nodeid} failed beside {described} (--strict-threads)")
+                self.notes.append(again_note(self.plan.items[index].nodeid, relay.reports(events), described))
                 self._log(index, name, events)
             else:
                 self._again_for[index] = (described, name, events)
@@ -395,9 +400,8 @@ class ProcessExecutor:
         reports = relay.reports(events)
         again = self._again_for.pop(index, None)
         if again is not None:
-            described, _, _ = again
-            result = "failed again" if any(r.failed for r in reports) else "passed"
-            self.notes.append(f"{item.nodeid} failed beside {described}; run again alone, it {result}")
+            described, _, first = again
+            self.notes.append(again_note(item.nodeid, relay.reports(first), described, reports))
         sections = self._made_sections.pop(index, None)
         for report in reports:
             report.fleet_worker = worker

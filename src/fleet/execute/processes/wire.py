@@ -80,17 +80,9 @@ def load_events(config: pytest.Config, data: list[tuple[str, Any]]) -> list[tupl
     ]
 
 
-def any_failed(config: pytest.Config, events: list[tuple[str, Any]]) -> bool:
-    """Whether a test's logging calls (as sent) hold a failed report."""
-    for name, data in events:
-        if name != "pytest_runtest_logreport":
-            continue
-        if isinstance(data, pytest.TestReport):
-            if data.failed:
-                return True
-        elif data.get("outcome") == "failed":
-            return True
-    return False
+def report_data(events: list[tuple[str, Any]]) -> list[Any]:
+    """A test's reports among its logging calls as sent (their sent form)."""
+    return [data for name, data in events if name == "pytest_runtest_logreport"]
 
 
 def load_report(config: pytest.Config, data: Any) -> pytest.TestReport:

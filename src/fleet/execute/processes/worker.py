@@ -29,7 +29,7 @@ import pytest
 
 from fleet import adapters
 from fleet.execute import timeouts
-from fleet.execute.interference import SideBySide
+from fleet.execute.interference import SideBySide, held_back
 from fleet.execute.processes import nodes, wire
 from fleet.execute.processes.launch import spawned_identity
 from fleet.front import login
@@ -264,14 +264,23 @@ class WorkerProcess:
 
     def _run_test(self, index: int, name: str) -> list[tuple[Any, ...]]:
         """Run one test; whatever happens, the messages that say how it ended
-        (with what is known of tests running beside it)."""
+        (with what is known of tests running beside it). Which tests ran beside
+        it is counted inside the gate, so a test waiting for an exclusive one
+        is never counted beside it."""
         side_by_side = self.side_by_side
-        if side_by_side is None:
-            return [self._run_one(index, name)]
-        side_by_side.starting(index)
-        message = self._run_one(index, name)
-        held = message[0] == "result" and wire.any_failed(self.config, message[3])
-        settled = side_by_side.ended(index, held)
+        exclusive = self._gate is not None and self.plan.exclusive[index]
+        if self._gate is not None:
+            self._gate.enter(exclusive)
+        try:
+            if side_by_side is None:
+                return [self._run_one(index, name, exclusive)]
+            side_by_side.starting(index)
+            message = self._run_one(index, name, exclusive)
+            held = message[0] == "result" and held_back(self.plan.items[index], wire.report_data(message[3]))
+            settled = side_by_side.ended(index, held)
+        finally:
+            if self._gate is not None:
+                self._gate.leave(exclusive)
         messages = [(*message, held) if message[0] == "result" else message]
         caught = side_by_side.tracker.caught
         for culprit in [i for i in caught if i not in self._caught_sent and not self.plan.exclusive[i]]:
@@ -280,29 +289,24 @@ class WorkerProcess:
         messages += [("settled", s.index, s.beside) for s in settled]
         return messages
 
-    def _run_one(self, index: int, name: str) -> tuple[Any, ...]:
+    def _run_one(self, index: int, name: str, exclusive: bool) -> tuple[Any, ...]:
         item = self.plan.items[index]
         try:
-            exclusive = self._gate is not None and self.plan.exclusive[index]
-            if self._gate is not None:
-                self._gate.enter(exclusive)
             current.warnings = []
             internals.set_failed_subtests(self.config, item, 0)  # an earlier run's (this one runs again alone)
             try:
-                with running(item) as events:
+                with running(item, self._gate is None or exclusive) as events:
                     self.config.hook.pytest_runtest_protocol(item=item, nextitem=self.plan.nextitem[index])
             except BaseException as exc:  # pytest.exit(), Ctrl-C in the test, an internal error
                 if isinstance(exc, pytest.exit.Exception):
                     return ("raised", index, name, "exit", exc.returncode, str(exc))
                 kind = "interrupt" if isinstance(exc, KeyboardInterrupt) else "internal"
                 return ("raised", index, name, kind, None, wire.describe_exception(exc))
-            finally:
-                if self._gate is not None:
-                    self._gate.leave(exclusive)
             self._last_index = index
             warnings, current.warnings = current.warnings, None
             carried = adapters.gather(self.config, "carry", item=item)
             carried["failed subtests"] = internals.failed_subtests(self.config, item)
+            carried["failed reports"] = relay.failed_count(relay.reports(events))
             carried["shouldfail"], carried["shouldstop"] = self.session.shouldfail, self.session.shouldstop
             return ("result", index, name, wire.dump_events(self.config, events), warnings, carried)
         except BaseException as exc:  # fleet's own code failed around the test
