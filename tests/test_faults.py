@@ -196,8 +196,23 @@ def test_keyboard_interrupt_in_a_test_interrupts_the_run(pytester: pytest.Pytest
     assert result.returncode == 2, output
     assert "KeyboardInterrupt" in output and "INTERNALERROR" not in output, output
     # as serially, the tests reported are the ones that ran, each once
-    assert all(len(entries) == 1 for entries in junit(pytester).values())
+    reported = junit(pytester)
+    assert all(len(entries) == 1 for entries in reported.values())
     assert_no_process_left(pytester)
+
+
+@pytest.mark.parametrize("mode", [["--mt", "2"], ["--mp", "1", "--mt", "2"]], ids=["mt2", "mp1-mt2"])
+def test_no_test_starts_after_a_keyboard_interrupt(pytester: pytest.Pytester, mode: list[str]) -> None:
+    pytester.makepyfile(test_a="""
+        def test_interrupts():
+            raise KeyboardInterrupt
+        def test_next():
+            pass
+        """)
+    pytester.makepyfile(test_b="import time\ndef test_waits():\n    time.sleep(0.3)\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *mode, timeout=120)
+    assert result.ret == 2
+    result.stdout.no_fnmatch_line("*test_next*")
 
 
 SESSION = """

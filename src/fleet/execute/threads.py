@@ -315,6 +315,8 @@ class ThreadExecutor:
                 event = self._run_one(index, name)
                 if name in self._retired:
                     return  # given up on while it ran: reported, and its place taken
+                if event.raised is not None:
+                    self.scheduler.stop()  # Ctrl-C, pytest.exit(): no thread starts another test
                 self._finished.put(event)
                 affinity, finished = self.plan.affinity[index], index
         finally:

@@ -221,6 +221,7 @@ class WorkerProcess:
         with self._work:
             if everything:
                 self._stopping = True
+                self._work.notify_all()
             pending = sum(len(c.indices) for c in self._queued) + sum(
                 len(c.indices) for c in self._started if everything or c.free
             )
@@ -256,6 +257,11 @@ class WorkerProcess:
                     # one write: the last test's result, and which test starts now
                     self._send_all([*unsent, ("started", index, name, time.time())])
                     unsent = self._run_test(index, name)
+                    if unsent[0][0] == "raised":  # Ctrl-C, pytest.exit(): no thread starts another test
+                        self._send_all(unsent)
+                        unsent = []
+                        with self._work:  # until the controller's stop takes the rest of the chain back
+                            self._work.wait_for(lambda: self._stopping or self._shutdown)
             finally:
                 if unsent:
                     self._send_all(unsent)
