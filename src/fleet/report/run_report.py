@@ -1,9 +1,10 @@
 """The reports of one parallel run beyond pytest's own, brought together.
 
 The run's record (:class:`~fleet.report.monitor.RunMonitor`), registered so it
-reads every report the executor logs; the live view while tests run; the
-``--timeline`` file; and the ``fleet`` section at the end of the terminal
-summary. Registered as a plugin by the run.
+reads every report the executor logs; pytest's progress lines shaped for a
+parallel run and the live view while tests run; the ``--timeline`` file; and
+the ``fleet`` section at the end of the terminal summary. Registered as a
+plugin by the run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fleet import adapters
 from fleet.report import timeline, utilisation
 from fleet.report.live import Progress
 from fleet.report.monitor import RunMonitor
+from fleet.report.terminal import ProgressLines
 
 
 class RunReport:
@@ -26,19 +28,22 @@ class RunReport:
         self.monitor: RunMonitor | None = None
         self.notes: list[str] = []
         self.per_process: dict[str, str] = {}
+        self.lines: ProgressLines | None = None
 
     def watch(self, items: Sequence[pytest.Item]) -> RunMonitor:
         """The run's record, from now on reading every report logged."""
         monitor = self.monitor = RunMonitor(len(items))
         self.config.pluginmanager.register(monitor, "fleet-monitor")
+        self.lines = ProgressLines(self.config)
+        self.config.pluginmanager.register(self.lines, "fleet-progress-lines")
         adapters.notify(self.config, "watch", monitor=monitor, items=items)
         return monitor
 
     @contextlib.contextmanager
     def live(self) -> Iterator[None]:
         """The live view (on a terminal) or SLOW lines, while tests run."""
-        assert self.monitor is not None
-        progress = Progress(self.config, self.monitor)
+        assert self.monitor is not None and self.lines is not None
+        progress = Progress(self.config, self.monitor, self.lines)
         progress.start()
         try:
             yield

@@ -1,0 +1,155 @@
+"""What a person reads: progress lines in a CI log and on a terminal.
+
+Progress is counted in lines ending with pytest's percentage (or count): a
+parallel run prints at most a few more than a serial run of the same tests,
+whatever the mode and verbosity, off a terminal and on one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import MODES, on_terminal, outcomes, run
+
+REPO = Path(__file__).resolve().parents[1]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+PROGRESS_END = re.compile(r"\[\s*\d+%\]$|\[\s*\d+/\d+\]$")
+# A few more lines than serially: the run may end one line early to say something
+A_FEW = 2
+WIDTH = 80
+PARALLEL = ["mt4", "mp2", "mp2-mt2"]
+ENV = {**os.environ, "PYTEST_ADDOPTS": "-p no:asyncio -p no:randomly", "COLUMNS": str(WIDTH)}
+
+
+def lines_of(output: str) -> list[str]:
+    """The lines a reader sees: escape sequences gone, and of a line redrawn
+    in place (``\\r``) only its last drawing."""
+    text = ANSI.sub("", output).replace("\r\n", "\n")
+    return [line.split("\r")[-1].rstrip() for line in text.split("\n")]
+
+
+def progress_lines(output: str) -> list[str]:
+    return [line for line in lines_of(output) if PROGRESS_END.search(line)]
+
+
+def pytest_output(cwd: Path, *args: str, terminal: bool = False) -> str:
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+    if terminal:
+        return on_terminal(command, cwd, columns=WIDTH, env=ENV)
+    done = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+    return done.stdout
+
+
+# -- progress ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2,000 trivial tests in 20 modules."""
+    root = tmp_path_factory.mktemp("big")
+    for module in range(20):
+        (root / f"test_m{module:02d}.py").write_text("".join(f"def test_{i}(): pass\n" for i in range(100)))
+    return root
+
+
+_serial_counts: dict[tuple[Path, str, bool], int] = {}
+
+
+def serial_count(suite: Path, verbosity: str, terminal: bool = False) -> int:
+    """Serial pytest's progress lines for ``suite``, run once per verbosity and terminal."""
+    key = (suite, verbosity, terminal)
+    if key not in _serial_counts:
+        args = [verbosity] if verbosity else []
+        _serial_counts[key] = len(progress_lines(pytest_output(suite, *args, terminal=terminal)))
+    return _serial_counts[key]
+
+
+@pytest.mark.parametrize("verbosity", ["", "-q", "-v"], ids=["default", "q", "v"])
+@pytest.mark.parametrize("mode", PARALLEL)
+def test_two_thousand_tests_print_as_many_progress_lines_as_serially(big_suite: Path, mode: str, verbosity: str) -> None:
+    args = [verbosity] if verbosity else []
+    output = pytest_output(big_suite, *MODES[mode], *args)
+    progress = progress_lines(output)
+    assert "2000 passed" in output, output[-2000:]
+    assert len(progress) <= serial_count(big_suite, verbosity) + A_FEW, "\n".join(progress)
+    assert progress[-1].endswith("[100%]")
+    if verbosity == "-v":  # one line per test, naming its worker
+        assert len(progress) == 2000
+        assert all(re.search(r"::test_\d+ \[(p\d+)?(t\d+)?\] PASSED\s+\[", line) for line in progress), progress[:3]
+    else:  # progress characters only, the width of the terminal
+        assert all(re.fullmatch(r"\.+\s+\[\s*\d+%\]", line) for line in progress), progress[:3]
+        assert all(len(line) <= WIDTH for line in progress)
+        assert len(progress) >= 2000 // WIDTH
+
+
+@pytest.mark.parametrize("mode", PARALLEL)
+def test_on_a_terminal_two_thousand_tests_print_as_many_progress_lines_as_serially(big_suite: Path, mode: str) -> None:
+    output = pytest_output(big_suite, *MODES[mode], terminal=True)
+    progress = progress_lines(output)
+    assert "2000 passed" in ANSI.sub("", output)
+    assert len(progress) <= serial_count(big_suite, "", terminal=True) + A_FEW, "\n".join(progress)
+    assert all(re.fullmatch(r"\.+\s+\[\s*\d+%\]", line) for line in progress), progress[:3]
+
+
+@pytest.mark.parametrize("style, end", [("count", r"\[\s*\d+/2000\]"), ("classic", r"")])
+def test_console_output_style_is_kept(big_suite: Path, style: str, end: str) -> None:
+    output = pytest_output(big_suite, "--mt", "4", "-o", f"console_output_style={style}")
+    dots = [line for line in lines_of(output) if line.startswith(".")]
+    assert all(re.fullmatch(r"\.+\s*" + end, line) and len(line) <= WIDTH for line in dots), dots[:3]
+    assert sum(line.count(".") for line in dots) == 2000
+    assert len(dots) <= 2000 // (WIDTH - 20) + 1
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """The bundled example (README's first command), copied out of the repository."""
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    return tmp_path
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["log", "terminal"])
+@pytest.mark.parametrize("mode", PARALLEL)
+def test_the_bundled_example_prints_as_many_progress_lines_as_serially(example: Path, mode: str, terminal: bool) -> None:
+    def fleet(*args: str) -> str:
+        command = [sys.executable, "-m", "fleet", "examples", "-p", "no:cacheprovider", *args]
+        if terminal:
+            return on_terminal(command, example, columns=WIDTH, env=ENV)
+        return subprocess.run(command, cwd=example, env=ENV, capture_output=True, text=True, timeout=300).stdout
+
+    serial = progress_lines(fleet())
+    output = fleet(*MODES[mode])
+    progress = progress_lines(output)
+    assert "52 passed" in output
+    assert len(serial) == 4  # a line per module
+    assert len(progress) <= len(serial) + A_FEW, "\n".join(progress)
+    assert progress[-1].endswith("[100%]") and not any(".py" in line for line in progress)
+
+
+SLOW_AMONG_QUICK = """
+import time
+def test_slow(): time.sleep(1.5)
+"""
+
+
+@pytest.mark.parametrize("verbosity", ["", "-q"], ids=["default", "q"])
+def test_a_slow_line_comes_after_a_progress_line_with_its_percentage(pytester: pytest.Pytester, verbosity) -> None:
+    pytester.makepyfile(
+        test_quick="".join(f"def test_{i}(): pass\n" for i in range(40)), test_slow=SLOW_AMONG_QUICK,
+    )
+    args = [verbosity] if verbosity else []
+    result = run(pytester, "--mt", "2", "--slow-after", "0.5", *args)
+    assert outcomes(result) == {"passed": 41}
+    lines = result.stdout.lines
+    slow = [i for i, line in enumerate(lines) if "SLOW" in line]
+    assert len(slow) == 1 and lines[slow[0]].startswith("SLOW [t"), lines
+    before, after = lines[slow[0] - 1], lines[slow[0] + 1]
+    assert re.fullmatch(r"\.+\s+\[\s*\d+%\]", before), lines  # a whole progress line, percentage and all
+    assert re.fullmatch(r"\.+\s+\[100%\]", after), lines
+
