@@ -1,4 +1,5 @@
-"""What a person reads: progress lines in a CI log and on a terminal.
+"""What a person reads: progress lines in a CI log and on a terminal, and the banner
+of an interrupted run.
 
 Progress is counted in lines ending with pytest's percentage (or count): a
 parallel run prints at most a few more than a serial run of the same tests,
@@ -10,8 +11,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -152,4 +155,80 @@ def test_a_slow_line_comes_after_a_progress_line_with_its_percentage(pytester: p
     before, after = lines[slow[0] - 1], lines[slow[0] + 1]
     assert re.fullmatch(r"\.+\s+\[\s*\d+%\]", before), lines  # a whole progress line, percentage and all
     assert re.fullmatch(r"\.+\s+\[100%\]", after), lines
+
+
+# -- interrupts ------------------------------------------------------------------
+
+SLEEPERS = """
+import pathlib, time
+def test_quick(): pass
+def test_sleeps_{m}():
+    pathlib.Path("started_{m}").touch()
+    time.sleep(3)
+"""
+
+
+def interrupted_run(path: Path, sig: int, *args: str) -> tuple[int, list[str]]:
+    """Start a run, send ``sig`` once both sleeping tests run; the exit code and output."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
+    )
+    deadline = time.monotonic() + 60
+    while not all((path / f"started_{m}").exists() for m in "ab") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    process.send_signal(sig)
+    output, _ = process.communicate(timeout=60)
+    return process.returncode, output.splitlines()
+
+
+def banner(lines: list[str]) -> list[str]:
+    """The interrupt banner: its title and the lines under it, to the summary line."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("!!!"))
+    return lines[start:-1]
+
+
+@pytest.mark.parametrize("mode", ["mt2", "mp2", "mp2-mt2"])
+def test_ctrl_c_names_the_tests_that_were_running(pytester: pytest.Pytester, mode: str) -> None:
+    for m in "ab":
+        pytester.makepyfile(**{f"test_{m}": SLEEPERS.format(m=m)})
+    code, lines = interrupted_run(pytester.path, signal.SIGINT, *MODES[mode])
+    assert code == pytest.ExitCode.INTERRUPTED, lines
+    shown = banner(lines)
+    assert re.fullmatch(r"!+ KeyboardInterrupt !+", shown[0]), shown
+    for m in "ab":  # where each is defined, its worker, and that it finished
+        pattern = rf"test_{m}\.py:3: test_sleeps_{m} was running on (p\d)?(t\d)? \(\d+\.\ds\); it then finished: passed"
+        assert any(re.fullmatch(pattern, line) for line in shown), shown
+    assert not any("fleet" in line for line in shown), shown  # not fleet's own frame
+    assert "4 passed" in lines[-1]
+
+
+def test_sigterm_to_the_controller_says_terminated(pytester: pytest.Pytester) -> None:
+    for m in "ab":
+        pytester.makepyfile(**{f"test_{m}": SLEEPERS.format(m=m)})
+    code, lines = interrupted_run(pytester.path, signal.SIGTERM, "--mp", "2")
+    assert code == pytest.ExitCode.INTERRUPTED, lines
+    shown = banner(lines)
+    assert re.fullmatch(r"!+ Terminated \(SIGTERM\) !+", shown[0]), shown
+    for m in "ab":
+        pattern = rf"test_{m}\.py:3: test_sleeps_{m} was running on p\d \(\d+\.\ds\); it did not finish"
+        assert any(re.fullmatch(pattern, line) for line in shown), shown
+    assert not any("KeyboardInterrupt" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("mode", ["mt2", "mp2"])
+def test_a_keyboard_interrupt_raised_by_a_test_points_at_the_test(pytester: pytest.Pytester, mode: str) -> None:
+    pytester.makepyfile(test_k="""
+        def test_ok(): pass
+        def test_raises():
+            raise KeyboardInterrupt
+    """)
+    result = run(pytester, *MODES[mode])
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    shown = banner(result.stdout.lines)
+    assert re.fullmatch(r"!+ KeyboardInterrupt !+", shown[0]), shown
+    # on a thread, pytest's own line at the raise; in a worker process, fleet's naming the test
+    assert re.search(r"test_k\.py:\d+: (KeyboardInterrupt|test_raises was running on p0 .*it raised KeyboardInterrupt)$", shown[1]), shown
+    assert not any("fleet" in line for line in shown), shown
 

@@ -2,9 +2,9 @@
 
 The run's record (:class:`~fleet.report.monitor.RunMonitor`), registered so it
 reads every report the executor logs; pytest's progress lines shaped for a
-parallel run and the live view while tests run; the ``--timeline`` file; and
-the ``fleet`` section at the end of the terminal summary. Registered as a
-plugin by the run.
+parallel run and the live view while tests run; the banner of an
+interrupted run; the ``--timeline`` file; and the ``fleet`` section at the
+end of the terminal summary. Registered as a plugin by the run.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from fleet import adapters
 from fleet.report import timeline, utilisation
 from fleet.report.live import Progress
 from fleet.report.monitor import RunMonitor
-from fleet.report.terminal import ProgressLines
+from fleet.report.terminal import Location, ProgressLines, interrupt_banner
+from fleet.state import internals
 
 
 class RunReport:
@@ -29,6 +30,7 @@ class RunReport:
         self.notes: list[str] = []
         self.per_process: dict[str, str] = {}
         self.lines: ProgressLines | None = None
+        self._locations: dict[str, Location] = {}
 
     def watch(self, items: Sequence[pytest.Item]) -> RunMonitor:
         """The run's record, from now on reading every report logged."""
@@ -36,6 +38,7 @@ class RunReport:
         self.config.pluginmanager.register(monitor, "fleet-monitor")
         self.lines = ProgressLines(self.config)
         self.config.pluginmanager.register(self.lines, "fleet-progress-lines")
+        self._locations = {item.nodeid: item.location for item in items}
         adapters.notify(self.config, "watch", monitor=monitor, items=items)
         return monitor
 
@@ -57,6 +60,15 @@ class RunReport:
         path = self.config.getoption("fleet_timeline")
         if path and self.monitor is not None:
             timeline.write(Path(path), self.monitor)  # checked at configure
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_keyboard_interrupt(self) -> None:
+        """Ctrl-C or SIGTERM stopped the run: the banner names the tests that were running."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or self.monitor is None or self.monitor.interruption is None:
+            return  # a KeyboardInterrupt from a test on a thread points at the test already
+        title, lines = interrupt_banner(self.monitor, self._locations)
+        internals.replace_interrupt_banner(reporter, title, lines, hint=title == "KeyboardInterrupt")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.monitor is None:

@@ -15,6 +15,13 @@ file names anyway and are unchanged.
 **Lines between them.** A line fleet writes while tests run (a SLOW test)
 never lands inside a line of progress characters: that line is ended first,
 with its percentage, as pytest ends one at a file change.
+
+**The interrupt banner.** pytest's banner after Ctrl-C names the place the
+``KeyboardInterrupt`` was raised: in a parallel run that is fleet's own
+loop, which tells nobody anything. fleet's banner names the tests that were
+running instead, where they are defined, on which worker, for how long, and
+what became of them; SIGTERM to a controller of worker processes reads
+``Terminated (SIGTERM)``.
 """
 
 from __future__ import annotations
@@ -23,7 +30,11 @@ from typing import Any
 
 import pytest
 
+from fleet.report.monitor import RunMonitor
 from fleet.state import internals
+
+# item.location: (path relative to the rootdir, 0-based line, name in its module)
+Location = tuple[str, "int | None", str]
 
 
 class ProgressLines:
@@ -76,3 +87,25 @@ class ProgressLines:
             internals.end_progress_line(reporter)
         reporter.write_line(text, **markup)
 
+
+def interrupt_banner(monitor: RunMonitor, locations: dict[str, Location]) -> tuple[str, list[str]]:
+    """The banner's title and one line per test that was running when the run
+    was interrupted: ``path:line: name was running on t0 (1.8s); it then
+    passed``."""
+    interruption = monitor.interruption
+    assert interruption is not None
+    if not interruption.running:
+        return interruption.cause, [f"no test was running ({monitor.done} of {monitor.total} had finished)"]
+    lines = []
+    for worker, (nodeid, since) in sorted(interruption.running.items(), key=lambda kv: kv[1][1]):
+        path, line, name = locations.get(nodeid, (nodeid, None, nodeid))
+        where = path if line is None else f"{path}:{line + 1}"
+        record = monitor.records.get(nodeid)
+        if nodeid == interruption.raised_in:
+            then = "it raised KeyboardInterrupt"
+        elif record is not None and record.outcome:
+            then = f"it then finished: {record.outcome}"
+        else:
+            then = "it did not finish"
+        lines.append(f"{where}: {name} was running on {worker} ({interruption.at - since:.1f}s); {then}")
+    return interruption.cause, lines

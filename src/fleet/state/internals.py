@@ -54,6 +54,8 @@ TOUCHPOINTS: list[tuple[str, str, str]] = [
     ("_pytest.terminal", "TerminalReporter._width_of_current_line", "progress characters run on in lines of the terminal's width"),
     ("_pytest.terminal", "TerminalReporter.__init__:_show_progress_info", "progress characters run on in lines of the terminal's width"),
     ("_pytest.terminal", "TerminalReporter._write_progress_information_filling_space", "a SLOW line comes after a progress line's percentage"),
+    ("_pytest.terminal", "TerminalReporter._report_keyboardinterrupt", "Ctrl-C names the tests that were running, not fleet's frame"),
+    ("_pytest.terminal", "TerminalReporter.pytest_keyboard_interrupt:_keyboardinterrupt_memo", "--full-trace still shows the whole traceback on Ctrl-C"),
     ("pluggy._manager", "PluginManager.__init__:_inner_hookexec", "a test's logging hooks are replayed by the main thread"),
     ("_pytest.tmpdir", "TempPathFactory.__init__:_basetemp", "each worker process has a base temporary directory of its own"),
     ("_pytest.subtests", "capturing_output", "a subtest's output is captured per thread"),
@@ -465,3 +467,21 @@ def end_progress_line(reporter: Any) -> None:
         reporter._write_progress_information_filling_space()
     reporter.write("\n")
 
+
+def replace_interrupt_banner(reporter: Any, title: str, lines: list[str], hint: bool) -> None:
+    """pytest's banner for an interrupted run (``!!! KeyboardInterrupt !!!`` and
+    the place it was raised, which in a parallel run is fleet's own loop) with
+    ``title`` and ``lines`` instead; with ``--full-trace`` the traceback follows.
+    ``hint``: say how to see that traceback, as pytest does."""
+
+    def banner() -> None:
+        reporter.write_sep("!", title)
+        for line in lines:
+            reporter.write_line(line)
+        memo = reporter._keyboardinterrupt_memo
+        if reporter.config.option.fulltrace and memo is not None:
+            memo.toterminal(reporter._tw)
+        elif hint:
+            reporter.write_line("(to show a full traceback on KeyboardInterrupt use --full-trace)", yellow=True)
+
+    reporter._report_keyboardinterrupt = banner
