@@ -1,5 +1,5 @@
-"""What a person reads: progress lines in a CI log and on a terminal, and the banner
-of an interrupted run.
+"""What a person reads: progress lines in a CI log and on a terminal, the banner of
+an interrupted run, and the end of the run.
 
 Progress is counted in lines ending with pytest's percentage (or count): a
 parallel run prints at most a few more than a serial run of the same tests,
@@ -215,6 +215,10 @@ def test_sigterm_to_the_controller_says_terminated(pytester: pytest.Pytester) ->
         pattern = rf"test_{m}\.py:3: test_sleeps_{m} was running on p\d \(\d+\.\ds\); it did not finish"
         assert any(re.fullmatch(pattern, line) for line in shown), shown
     assert not any("KeyboardInterrupt" in line for line in lines), lines
+    # the tests cut short kept their workers busy; a stopped run has no idle tail
+    busy = next(line for line in lines if line.startswith("busy: "))
+    assert re.fullmatch(r"busy: p\d [1-9]\d*%  p\d [1-9]\d*%", busy), busy
+    assert not any(line.startswith("idle tail") for line in lines), lines
 
 
 @pytest.mark.parametrize("mode", ["mt2", "mp2"])
@@ -232,3 +236,53 @@ def test_a_keyboard_interrupt_raised_by_a_test_points_at_the_test(pytester: pyte
     assert re.search(r"test_k\.py:\d+: (KeyboardInterrupt|test_raises was running on p0 .*it raised KeyboardInterrupt)$", shown[1]), shown
     assert not any("fleet" in line for line in shown), shown
 
+
+# -- the end of the run ----------------------------------------------------------
+
+
+def test_a_run_with_nothing_to_do_has_no_fleet_section(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_a="def test_a(): pass\n")
+    result = run(pytester, "--mt", "2", "-k", "nothing")
+    assert outcomes(result) == {"deselected": 1}
+    assert "fleet ---" not in result.stdout.str() and "workers:" not in result.stdout.str()
+
+
+def test_quiet_quiet_keeps_only_what_differs_from_a_serial_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_a="def test_a(monkeypatch): pass\ndef test_b(): pass\n")
+    result = run(pytester, "--mt", "2", "--group-unit", "function", "-qq")
+    text = result.stdout.str()
+    assert "1 test ran alone in their process (1 using monkeypatch)" in text
+    assert "workers:" not in text and "busy:" not in text and "slowest:" not in text
+
+
+IDLE_TAIL = {"test_long": "import time\ndef test_long(): time.sleep(1.5)\n", "test_short": "def test_short(): pass\n"}
+
+
+def test_a_large_idle_tail_offers_the_timeline(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(**IDLE_TAIL)
+    result = run(pytester, "--mt", "2")
+    assert outcomes(result) == {"passed": 2}
+    idle = [line for line in result.stdout.lines if line.startswith("idle tail: ")]
+    assert len(idle) == 1 and idle[0].endswith("before the end; --timeline run.html shows why)"), idle
+    assert "timeline: " not in result.stdout.str()
+
+
+def test_a_small_idle_tail_offers_nothing(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_a="def test_a(): pass\n", test_b="def test_b(): pass\n")
+    result = run(pytester, "--mt", "2")
+    idle = [line for line in result.stdout.lines if line.startswith("idle tail: ")]
+    assert len(idle) == 1 and idle[0].endswith("before the end)"), idle
+
+
+@pytest.mark.parametrize("name, how", [
+    ("run.html", "(open it in a browser)"),
+    ("run.json", "(a Chrome trace: open it in https://ui.perfetto.dev or chrome://tracing)"),
+])
+def test_the_end_of_the_run_says_where_the_timeline_is(pytester: pytest.Pytester, name: str, how: str) -> None:
+    pytester.makepyfile(**IDLE_TAIL)
+    result = run(pytester, "--mp", "2", "--timeline", name)
+    assert outcomes(result) == {"passed": 2}
+    assert result.stdout.lines[-2] == f"timeline: {pytester.path / name} {how}"
+    assert (pytester.path / name).is_file()
+    idle = [line for line in result.stdout.lines if line.startswith("idle tail: ")]
+    assert idle[0].endswith("; the timeline shows why)"), idle

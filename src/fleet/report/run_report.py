@@ -57,9 +57,9 @@ class RunReport:
     def finished(self, notes: list[str], per_process: dict[str, str]) -> None:
         """What the executor has to say, and the timeline file."""
         self.notes, self.per_process = notes, per_process
-        path = self.config.getoption("fleet_timeline")
-        if path and self.monitor is not None:
-            timeline.write(Path(path), self.monitor)  # checked at configure
+        path = self._timeline()
+        if path is not None and self.monitor is not None:
+            timeline.write(path, self.monitor)  # checked at configure
 
     @pytest.hookimpl(trylast=True)
     def pytest_keyboard_interrupt(self) -> None:
@@ -73,10 +73,15 @@ class RunReport:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.monitor is None:
             return
-        terminalreporter.section("fleet", sep="-")
         told = [line for lines in adapters.gather(self.config, "notes").values() for line in lines]
-        for line in self.notes + told + utilisation.summary(self.monitor, self.per_process):
-            terminalreporter.line(line)
+        lines = self.notes + told
+        if self.config.get_verbosity() > -2:  # -qq: only what went wrong or differs
+            lines += utilisation.summary(self.monitor, self.per_process, self._timeline())
+        if lines:
+            terminalreporter.section("fleet", sep="-")
+            for line in lines:
+                terminalreporter.line(line)
+
+    def _timeline(self) -> Path | None:
         path = self.config.getoption("fleet_timeline")
-        if path:
-            terminalreporter.line(f"timeline: {path}")
+        return (self.config.invocation_params.dir / path) if path else None
