@@ -268,10 +268,19 @@ def test_a_large_idle_tail_offers_the_timeline(pytester: pytest.Pytester) -> Non
 
 
 def test_a_small_idle_tail_offers_nothing(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_a="def test_a(): pass\n", test_b="def test_b(): pass\n")
+    sleeps = "import time\ndef test_{0}(): time.sleep(0.3)\n"
+    pytester.makepyfile(test_a=sleeps.format("a"), test_b=sleeps.format("b"))
     result = run(pytester, "--mt", "2")
     idle = [line for line in result.stdout.lines if line.startswith("idle tail: ")]
     assert len(idle) == 1 and idle[0].endswith("before the end)"), idle
+
+
+def test_a_run_on_one_worker_has_no_idle_tail(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_a="def test_a(): pass\ndef test_b(): pass\n")
+    result = run(pytester, "--mp", "2")  # one module: one worker process
+    assert outcomes(result) == {"passed": 2}
+    result.stdout.fnmatch_lines(["workers: 1 of 1 ran tests, wall time *", "busy: p0 *", "slowest: *"])
+    assert "idle tail" not in result.stdout.str()
 
 
 @pytest.mark.parametrize("name, how", [

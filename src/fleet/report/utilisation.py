@@ -4,8 +4,9 @@ Workers used, each one's busy share of the run's wall time, the idle tail
 (from the first worker running out of work to the end: the time a better
 division would win back), the slowest tests, and the fixtures that were set
 up more than once for one scope instance, with why. A run in which no test
-ran has nothing to say here. Where the ``--timeline`` file is, when one was
-written; when the idle tail is large and none was, how to get one.
+ran has nothing to say here; a stopped run, or one on a single worker, has
+no idle tail. Where the ``--timeline`` file is, when one was written; when
+the idle tail is large and none was, how to get one.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def summary(monitor: RunMonitor, per_process: dict[str, str], timeline: Path | N
             f"busy: median {statistics.median(shares.values()):.0%}, "
             f"least {ordered[0][0]} {ordered[0][1]:.0%}, most {ordered[-1][0]} {ordered[-1][1]:.0%}"
         )
-    if monitor.interruption is None:  # a stopped run's workers did not run out of work
+    # a stopped run's workers did not run out of work; a lone worker has nobody to wait for
+    if monitor.interruption is None and len(used) > 1:
         lines.append(_idle_tail(end, wall, last_stop, timeline))
     slowest = sorted(records, key=lambda r: r.stop - r.start, reverse=True)[:SLOWEST]
     lines.append("slowest: " + "; ".join(f"{r.stop - r.start:.2f}s {r.nodeid} [{r.worker}]" for r in slowest))
