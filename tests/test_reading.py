@@ -158,6 +158,20 @@ def test_a_slow_line_comes_after_a_progress_line_with_its_percentage(pytester: p
     assert re.fullmatch(r"\.+\s+\[100%\]", after), lines
 
 
+def test_under_verbose_a_slow_line_stands_between_whole_test_lines(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_quick="".join(f"def test_{i}(): pass\n" for i in range(10)), test_slow=SLOW_AMONG_QUICK,
+    )
+    result = run(pytester, "--mt", "2", "--slow-after", "0.5", "-v")
+    assert outcomes(result) == {"passed": 11}
+    lines = result.stdout.lines
+    slow = [i for i, line in enumerate(lines) if "SLOW" in line]
+    assert len(slow) == 1 and lines[slow[0]].startswith("SLOW [t"), lines
+    test_line = r"test_\w+\.py::test_\w+ \[t\d\] PASSED\s+\[\s*\d+%\]"
+    assert re.fullmatch(test_line, lines[slow[0] - 1]) and re.fullmatch(test_line, lines[slow[0] + 1]), lines
+    assert len([line for line in lines if re.fullmatch(test_line, line)]) == 11
+
+
 # -- interrupts ------------------------------------------------------------------
 
 SLEEPERS = """
