@@ -7,7 +7,12 @@ behave exactly as a user's command line would.
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +28,33 @@ pytest_plugins = ["pytester"]
 
 def run(pytester: pytest.Pytester, *args: str, timeout: float = 120) -> pytest.RunResult:
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
+
+
+def on_terminal(command: list[str], cwd: Path, columns: int = 120, env: dict[str, str] | None = None) -> str:
+    """Run ``command`` with its output on a pseudo-terminal, as a user's shell
+    would; everything it wrote, escape sequences included."""
+    leader, follower = pty.openpty()
+    env = dict(os.environ if env is None else env, COLUMNS=str(columns), LINES="30", TERM="xterm-256color")
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # the child closed its end
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif process.poll() is not None:
+            break
+    process.wait(timeout=30)
+    os.close(leader)
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def outcomes(result: pytest.RunResult) -> dict[str, int]:

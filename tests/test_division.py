@@ -72,7 +72,7 @@ def test_dist_mark_one_unit_per_mark_in_order(pytester: pytest.Pytester, marks) 
     assert outcomes(result) == {"passed": 6, "deselected": 2}
     result.stdout.fnmatch_lines([
         "fleet: 2 units by mark (--dist-mark): m1 (4), m2 (3)",
-        "fleet: test_b.py::test_both carries marks m1, m2: it runs once, in its turn in each",
+        "fleet: test_b.py::test_both has marks m1 and m2: it runs once, when both units have reached it",
     ])
     records = ran(pytester)
     assert sorted(r["test"].split("::")[-1] for r in records) == sorted(

@@ -53,7 +53,7 @@ def test_patching_fixtures_and_doctests_run_alone(pytester, probe, mode) -> None
     assert result.ret == 0
     alone = [e for e in probe() if e["kind"] == "start" and "patches" in e["test"]]
     assert len(alone) == 2 and all(e["running"] == 1 for e in alone), alone
-    result.stdout.fnmatch_lines(["placed alone in their process: 3 tests (2 uses monkeypatch, 1 doctests)*"])
+    result.stdout.fnmatch_lines(["3 tests ran alone in their process (2 using monkeypatch, 1 doctest)*"])
 
 
 @pytest.mark.parametrize("mode", [["--mt", "4"], ["--mp", "2", "--mt", "2"]], ids=["mt4", "mp2-mt2"])
@@ -94,7 +94,7 @@ def test_a_fixture_declared_thread_safe_runs_beside_others(pytester, probe) -> N
     result = run(pytester, "--mt", "2", "--group-unit", "function")
     assert outcomes(result) == {"passed": 2}
     assert max(e["running"] for e in probe() if e["kind"] == "start") == 2
-    assert "placed alone" not in result.stdout.str()
+    assert "ran alone in their process" not in result.stdout.str()
 
 
 CULPRITS = """
@@ -261,7 +261,7 @@ def test_culprits_are_remembered_and_placed_alone_next_time(pytester) -> None:
     (pytester.path / "events.jsonl").unlink()
     second = pytester.runpytest_subprocess("--mt", "6", "--group-unit", "function")
     assert outcomes(second) == {"passed": 5, "failed": 1}
-    second.stdout.fnmatch_lines(["placed alone in their process: 3 tests (3 caught in an earlier run)*"])
+    second.stdout.fnmatch_lines(["3 tests ran alone in their process (3 caught in an earlier run)"])
     assert "failed beside" not in second.stdout.str()
     starts = [e for e in read_events(pytester.path / "events.jsonl") if e["kind"] == "start"]
     assert all(e["running"] == 1 for e in starts if "test_culprits" in e["test"]), starts

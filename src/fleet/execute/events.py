@@ -30,5 +30,10 @@ class RunEvents(Protocol):
     def lost_attempt(self, item: pytest.Item, worker: str, text: str) -> None:
         """A run of ``item`` was lost in a crash; it runs again."""
 
+    def interrupted(self, cause: str, raised_in: str | None = None) -> None:
+        """The run is being stopped (``KeyboardInterrupt``, ``Terminated
+        (SIGTERM)``; ``raised_in``: by that test, in a worker process): the tests
+        running now are the ones the banner names."""
+
     def tick(self) -> None:
         """Called at least once a second by the executor's main loop."""

@@ -158,6 +158,7 @@ class ThreadExecutor:
             if raised is not None and not isinstance(raised, (KeyboardInterrupt, pytest.exit.Exception)):
                 self._report_never_run(f"not run: the run stopped at an internal error in {stopped_at.nodeid}")
         except KeyboardInterrupt:
+            self.monitor.interrupted("KeyboardInterrupt")
             self.scheduler.stop()
             self._drain(self._alive)
             self._log_held()

@@ -79,10 +79,15 @@ class Division:
         listed = ", ".join(f"{key[1]} ({n})" for key, n in counts.items())
         lines = [f"fleet: {len(counts)} units by {self.kind} ({self.source}): {listed}"]
         lines += [
-            f"fleet: {nodeid} carries marks {', '.join(marks)}: it runs once, in its turn in each"
+            f"fleet: {nodeid} has marks {_and(marks)}: it runs once, "
+            f"when {'both' if len(marks) == 2 else 'all'} units have reached it"
             for nodeid, marks in shared
         ]
         return lines
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def split_marks(values: Sequence[str]) -> tuple[str, ...]:

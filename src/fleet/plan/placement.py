@@ -151,21 +151,23 @@ class Placement:
         kinds: Counter[str] = Counter()
         for reason in self.reasons.values():
             if reason.startswith("uses "):
-                kinds[reason.split(":", 1)[0]] += 1
+                kinds["using " + reason.split(":", 1)[0].removeprefix("uses ")] += 1
             elif reason.startswith("an earlier run"):
                 kinds["caught in an earlier run"] += 1
             elif reason.startswith("a doctest"):
-                kinds["doctests"] += 1
+                kinds["doctest"] += 1
             elif reason.startswith("marked ") and ":" in reason:
                 kinds[reason.split(":", 1)[0]] += 1
             else:
                 kinds[reason] += 1
-        parts = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+        parts = ", ".join(
+            f"{count} {kind}{'s' if kind == 'doctest' and count != 1 else ''}" for kind, count in kinds.most_common()
+        )
         count = len(self.reasons)
-        return [
-            f"placed alone in their process: {count} test{'s' if count != 1 else ''} ({parts}); "
-            "ini thread_safe_fixtures declares a fixture safe"
-        ]
+        line = f"{count} test{'s' if count != 1 else ''} ran alone in their process ({parts})"
+        if any(kind.startswith("using ") for kind in kinds):
+            line += "; the ini option thread_safe_fixtures lists fixtures your project knows are thread-safe"
+        return [line]
 
 
 def caught_notes(caught: dict[str, str], remembered: bool) -> list[str]:

@@ -8,7 +8,8 @@ output keeps its meaning (``-q``/``-v``): its terminal writer is pointed at
 region is transient: once the run ends only pytest's usual output is left.
 
 Off a terminal (CI logs), and with ``--no-live`` or ``-s``, nothing changes
-but one line per test that passes ``--slow-after``.
+but one line per test that passes ``--slow-after``, written between lines of
+progress characters (:class:`~fleet.report.terminal.ProgressLines`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from rich.text import Text
 
 from fleet.state import internals
 from fleet.report.monitor import RunMonitor
+from fleet.report.terminal import ProgressLines
 
 OUTCOME_STYLES = {
     "passed": "green", "failed": "red", "error": "red", "skipped": "yellow",
@@ -35,9 +37,10 @@ OUTCOME_STYLES = {
 
 
 class Progress:
-    def __init__(self, config: pytest.Config, monitor: RunMonitor) -> None:
+    def __init__(self, config: pytest.Config, monitor: RunMonitor, lines: ProgressLines) -> None:
         self.config = config
         self.monitor = monitor
+        self.lines = lines
         self.slow_after: float = config.getoption("fleet_slow_after")
         self.reporter = config.pluginmanager.get_plugin("terminalreporter")
         self._flagged: set[tuple[str, str, float]] = set()
@@ -85,12 +88,11 @@ class Progress:
             key = (worker, nodeid, since)
             if now - since >= self.slow_after and key not in self._flagged:
                 self._flagged.add(key)
-                if self.reporter is not None:
-                    self.reporter.write_line(
-                        f"SLOW [{worker}] {nodeid} still running after {now - since:.0f}s "
-                        f"(--slow-after {self.slow_after:g})",
-                        yellow=True, bold=True,
-                    )
+                self.lines.write_line(
+                    f"SLOW [{worker}] {nodeid} still running after {now - since:.0f}s "
+                    f"(--slow-after {self.slow_after:g})",
+                    yellow=True, bold=True,
+                )
 
     # -- the live view -----------------------------------------------------------
 

@@ -86,6 +86,16 @@ class Marker:
     at: float
 
 
+@dataclass
+class Interruption:
+    """The run was stopped from outside (Ctrl-C, SIGTERM)."""
+
+    cause: str  # as the banner's title says it: KeyboardInterrupt, Terminated (SIGTERM)
+    at: float
+    running: dict[str, tuple[str, float]]  # worker -> (nodeid, since), at that moment
+    raised_in: str | None  # the test that raised KeyboardInterrupt itself, in a worker process
+
+
 def outcome_of(record: TestRecord) -> str:
     """A test's single outcome from its phases, as pytest's summary counts it
     (an attempt pytest-rerunfailures reran counts as nothing)."""
@@ -120,6 +130,7 @@ class RunMonitor:
         self.attempts: list[Attempt] = []
         self.counts: Counter[str] = Counter()
         self.done = 0
+        self.interruption: Interruption | None = None
         # worker -> (nodeid, since); written by worker threads or the controller
         self._running: dict[str, tuple[str, float]] = {}
         self._tickers: list[Callable[[], None]] = []
@@ -150,6 +161,10 @@ class RunMonitor:
         self.markers.append(Marker(worker, "crash", f"{item.nodeid}: {text}", now))
         for listener in self._attempt_listeners:
             listener(item, worker, text, since, now)
+
+    def interrupted(self, cause: str, raised_in: str | None = None) -> None:
+        if self.interruption is None:  # the first one: a second Ctrl-C only stops the waiting
+            self.interruption = Interruption(cause, time.time(), dict(self._running), raised_in)
 
     def finish(self) -> None:
         self.end = _RealClock.now()

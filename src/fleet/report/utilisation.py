@@ -3,13 +3,17 @@
 Workers used, each one's busy share of the run's wall time, the idle tail
 (from the first worker running out of work to the end: the time a better
 division would win back), the slowest tests, and the fixtures that were set
-up more than once for one scope instance, with why.
+up more than once for one scope instance, with why. A run in which no test
+ran has nothing to say here; a stopped run, or one on a single worker, has
+no idle tail. Where the ``--timeline`` file is, when one was written; when
+the idle tail is large and none was, how to get one.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from pathlib import Path
 
 from fleet.report.monitor import RunMonitor
 from fleet.report.timeline import process_of
@@ -17,10 +21,16 @@ from fleet.report.timeline import process_of
 SLOWEST = 3
 # Beyond this many workers the busy shares are summarised, not listed.
 LISTED_WORKERS = 16
+# An idle tail this long, and this share of the wall time, is worth a look at the timeline.
+IDLE_WORTH_A_LOOK = 1.0
+IDLE_SHARE_WORTH_A_LOOK = 0.2
 
 
-def summary(monitor: RunMonitor, per_process: dict[str, str]) -> list[str]:
-    """``per_process``: session fixtures made once per process, and why."""
+def summary(monitor: RunMonitor, per_process: dict[str, str], timeline: Path | None = None) -> list[str]:
+    """``per_process``: session fixtures made once per process, and why;
+    ``timeline``: the ``--timeline`` file written, if any."""
+    if not monitor.records:
+        return []  # nothing ran (all deselected, or stopped before the first test)
     begin, end = monitor.begin, monitor.end or monitor.begin
     wall = max(end - begin, 1e-9)
     records = list(monitor.records.values())
@@ -31,10 +41,11 @@ def summary(monitor: RunMonitor, per_process: dict[str, str]) -> list[str]:
             continue  # never ran: every worker had crashed
         busy[record.worker] = busy.get(record.worker, 0.0) + (record.stop - record.start) + record.earlier
         last_stop[record.worker] = max(last_stop.get(record.worker, begin), record.stop)
+    _add_cut_short(monitor, busy)
     used = [w for w in busy if busy[w] > 0]
     lines = [f"workers: {len(used)} of {len(busy)} ran tests, wall time {wall:.2f}s"]
     if not used:
-        return lines
+        return lines + _where_the_timeline_is(timeline)
     shares = {w: busy[w] / wall for w in used}
     if len(shares) <= LISTED_WORKERS:
         lines.append("busy: " + "  ".join(f"{w} {share:.0%}" for w, share in shares.items()))
@@ -44,16 +55,42 @@ def summary(monitor: RunMonitor, per_process: dict[str, str]) -> list[str]:
             f"busy: median {statistics.median(shares.values()):.0%}, "
             f"least {ordered[0][0]} {ordered[0][1]:.0%}, most {ordered[-1][0]} {ordered[-1][1]:.0%}"
         )
-    first_idle = min(last_stop.values())
-    idle_worker = min(last_stop, key=last_stop.__getitem__)
-    lines.append(
-        f"idle tail: {max(0.0, end - first_idle):.2f}s "
-        f"(from {idle_worker} finishing its last test to the end of the run)"
-    )
+    # a stopped run's workers did not run out of work; a lone worker has nobody to wait for
+    if monitor.interruption is None and len(used) > 1:
+        lines.append(_idle_tail(end, wall, last_stop, timeline))
     slowest = sorted(records, key=lambda r: r.stop - r.start, reverse=True)[:SLOWEST]
     lines.append("slowest: " + "; ".join(f"{r.stop - r.start:.2f}s {r.nodeid} [{r.worker}]" for r in slowest))
     lines += _repeated_fixtures(monitor, per_process)
-    return lines
+    return lines + _where_the_timeline_is(timeline)
+
+
+def _add_cut_short(monitor: RunMonitor, busy: dict[str, float]) -> None:
+    """A test an interrupt cut short kept its worker busy until then."""
+    interruption = monitor.interruption
+    if interruption is None:
+        return
+    for worker, (nodeid, since) in interruption.running.items():
+        record = monitor.records.get(nodeid)
+        if record is None or not record.outcome:
+            counted_to = record.stop if record is not None and record.phases else since
+            busy[worker] = busy.get(worker, 0.0) + max(0.0, interruption.at - counted_to)
+
+
+def _idle_tail(end: float, wall: float, last_stop: dict[str, float], timeline: Path | None) -> str:
+    idle_worker = min(last_stop, key=last_stop.__getitem__)
+    tail = max(0.0, end - last_stop[idle_worker])
+    line = f"idle tail: {tail:.2f}s ({idle_worker} ran out of work {tail:.2f}s before the end"
+    if tail >= IDLE_WORTH_A_LOOK and tail >= IDLE_SHARE_WORTH_A_LOOK * wall:
+        line += "; the timeline shows why" if timeline is not None else "; --timeline run.html shows why"
+    return line + ")"
+
+
+def _where_the_timeline_is(timeline: Path | None) -> list[str]:
+    if timeline is None:
+        return []
+    if timeline.suffix == ".html":
+        return [f"timeline: {timeline} (open it in a browser)"]
+    return [f"timeline: {timeline} (a Chrome trace: open it in https://ui.perfetto.dev or chrome://tracing)"]
 
 
 def _repeated_fixtures(monitor: RunMonitor, per_process: dict[str, str]) -> list[str]:

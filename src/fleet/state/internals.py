@@ -49,6 +49,13 @@ TOUCHPOINTS: list[tuple[str, str, str]] = [
     ("_pytest.logging", "caplog_handler_key", "caplog reads the current thread's handler"),
     ("_pytest.logging", "caplog_records_key", "caplog reads the current thread's records"),
     ("_pytest._io.terminalwriter", "TerminalWriter.__init__:_file", "the live view prints pytest's lines above it"),
+    ("_pytest.terminal", "TerminalReporter.__init__:_tw", "progress characters run on in lines of the terminal's width"),
+    ("_pytest._io.terminalwriter", "TerminalWriter.fullwidth", "progress characters run on in lines of the terminal's width"),
+    ("_pytest.terminal", "TerminalReporter._width_of_current_line", "progress characters run on in lines of the terminal's width"),
+    ("_pytest.terminal", "TerminalReporter.__init__:_show_progress_info", "progress characters run on in lines of the terminal's width"),
+    ("_pytest.terminal", "TerminalReporter._write_progress_information_filling_space", "a SLOW line comes after a progress line's percentage"),
+    ("_pytest.terminal", "TerminalReporter._report_keyboardinterrupt", "Ctrl-C names the tests that were running, not fleet's frame"),
+    ("_pytest.terminal", "TerminalReporter.pytest_keyboard_interrupt:_keyboardinterrupt_memo", "--full-trace still shows the whole traceback on Ctrl-C"),
     ("pluggy._manager", "PluginManager.__init__:_inner_hookexec", "a test's logging hooks are replayed by the main thread"),
     ("_pytest.tmpdir", "TempPathFactory.__init__:_basetemp", "each worker process has a base temporary directory of its own"),
     ("_pytest.subtests", "capturing_output", "a subtest's output is captured per thread"),
@@ -436,3 +443,45 @@ def set_terminal_file(reporter: Any, file: Any) -> Any:
     """Point pytest's terminal writer at ``file``; returns the one it had."""
     previous, reporter._tw._file = reporter._tw._file, file
     return previous
+
+
+def current_line_width(reporter: Any) -> int:
+    """How much of the terminal's current line pytest has written."""
+    return reporter._width_of_current_line
+
+
+def terminal_width(reporter: Any) -> int:
+    return reporter._tw.fullwidth
+
+
+def shows_progress(reporter: Any) -> bool:
+    """Whether pytest ends progress lines with a percentage or count
+    (``console_output_style``; off with ``-s`` and ``--setup-show``)."""
+    return bool(reporter._show_progress_info)
+
+
+def end_progress_line(reporter: Any) -> None:
+    """End the current line of progress characters as pytest ends one at a
+    file change: its percentage (or count) at the right edge, then a new line."""
+    if reporter._show_progress_info:
+        reporter._write_progress_information_filling_space()
+    reporter.write("\n")
+
+
+def replace_interrupt_banner(reporter: Any, title: str, lines: list[str], hint: bool) -> None:
+    """pytest's banner for an interrupted run (``!!! KeyboardInterrupt !!!`` and
+    the place it was raised, which in a parallel run is fleet's own loop) with
+    ``title`` and ``lines`` instead; with ``--full-trace`` the traceback follows.
+    ``hint``: say how to see that traceback, as pytest does."""
+
+    def banner() -> None:
+        reporter.write_sep("!", title)
+        for line in lines:
+            reporter.write_line(line)
+        memo = reporter._keyboardinterrupt_memo
+        if reporter.config.option.fulltrace and memo is not None:
+            memo.toterminal(reporter._tw)
+        elif hint:
+            reporter.write_line("(to show a full traceback on KeyboardInterrupt use --full-trace)", yellow=True)
+
+    reporter._report_keyboardinterrupt = banner

@@ -115,7 +115,9 @@ class ProcessExecutor:
                 self._others_started = True
             self._loop()
         except KeyboardInterrupt as interrupt:
-            self._interrupt(graceful=not isinstance(interrupt, _Terminated))
+            terminated = isinstance(interrupt, _Terminated)
+            self.events.interrupted("Terminated (SIGTERM)" if terminated else "KeyboardInterrupt")
+            self._interrupt(graceful=not terminated)
             raise KeyboardInterrupt from None
         finally:
             self._kill_all()
@@ -303,6 +305,7 @@ class ProcessExecutor:
                     self._raised = pytest.exit.Exception(text, returncode)
                 elif kind == "interrupt":
                     self._raised = KeyboardInterrupt(f"in {nodeid} (worker {name})")
+                    self.events.interrupted("KeyboardInterrupt", raised_in=nodeid)
                 else:
                     self._raised = RuntimeError(f"fleet: worker {name} failed running {nodeid}:\n{text}")
                     self._stopped_by = f"not run: the run stopped at an internal error in {nodeid} (worker {name})"
