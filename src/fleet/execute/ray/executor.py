@@ -255,7 +255,9 @@ class RayExecutor(ProcessExecutor):
             worker.conn.close()
             cause = process.ended()
             self.nodes.pop(worker.name, None)
-            if process.info is None:  # its node could not start it
+            if worker.shutting_down:  # the run ended before it was needed
+                pass
+            elif process.info is None:  # its node could not start it
                 self._refuse(node_id, f"fleet: node {self._ip(node_id)} could not start a worker ({cause}): no workers there")
             elif node_id not in self.refused and self.cluster.alive(node_id):
                 mine = [item.nodeid for item in self.plan.items]

@@ -86,6 +86,7 @@ class WorkerHost:
         self._news = asyncio.Event()
         ours, theirs = socket.socketpair()
         env = dict(os.environ, **environment)
+        env["FLEET_NODE"] = self.describe()["node"]  # the Ray node it runs on
         env[SPAWNED] = f"{name}:{theirs.fileno()}:{os.getpid()}:{threads}:{int(make)}"
         self._popen = subprocess.Popen(
             [sys.executable, "-m", "pytest", *args],
