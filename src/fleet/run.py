@@ -116,7 +116,7 @@ class ParallelRun:
         if self.cluster is not None:
             from fleet.execute.ray.executor import RayExecutor
 
-            executor: ProcessExecutor = RayExecutor(*arguments, self.cluster, grow=self.processes == "auto")
+            executor: ProcessExecutor = RayExecutor(*arguments, cluster=self.cluster, grow=self.processes == "auto")
         else:
             executor = ProcessExecutor(*arguments)
         try:

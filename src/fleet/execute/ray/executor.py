@@ -38,18 +38,15 @@ from typing import Any
 import pytest
 
 from fleet import adapters
-from fleet.execute.events import RunEvents
 from fleet.execute.processes import nodes
 from fleet.execute.processes.controller import ProcessExecutor
 from fleet.execute.processes.dispatch import Worker
-from fleet.execute.processes.launch import CONTROLLER_ONLY_FLAGS
+from fleet.execute.processes.launch import CONTROLLER_ONLY_FLAGS, collection_difference
 from fleet.execute.processes.nodes import WorkerNode
 from fleet.execute.ray.bridge import RemoteProcess
 from fleet.execute.ray.cluster import Cluster, Node
 from fleet.execute.ray.host import WorkerHost, versions
-from fleet.plan.groups import Plan
 from fleet.state import relay
-from fleet.state.fixtures import FixtureSlots
 from fleet.worker import thread_names
 
 # How often the controller looks at the cluster's nodes (for nodes that join).
@@ -61,21 +58,11 @@ NOT_FORWARDED = ("PYTEST_XDIST_", "PYTEST_CURRENT_TEST")
 
 
 class RayExecutor(ProcessExecutor):
-    def __init__(
-        self,
-        session: pytest.Session,
-        plan: Plan,
-        slots: FixtureSlots,
-        processes: int,
-        threads: int,
-        max_restarts: int,
-        testrun_uid: str,
-        events: RunEvents,
-        strict: bool,
-        cluster: Cluster,
-        grow: bool,
-    ) -> None:
-        super().__init__(session, plan, slots, processes, threads, max_restarts, testrun_uid, events, strict)
+    def __init__(self, *arguments: Any, cluster: Cluster, grow: bool) -> None:
+        """``arguments`` are :class:`ProcessExecutor`'s; ``grow``: ``--mp auto``."""
+        super().__init__(*arguments)
+        processes = len(self.names)
+        plan = self.plan
         self.start_method = "ray"
         self.notes.clear()  # nothing is forked or spawned here
         self.names = [f"r{i}" for i in range(processes)]
@@ -261,8 +248,6 @@ class RayExecutor(ProcessExecutor):
                 self._refuse(node_id, f"fleet: node {self._ip(node_id)} could not start a worker ({cause}): no workers there")
             elif node_id not in self.refused and self.cluster.alive(node_id):
                 mine = [item.nodeid for item in self.plan.items]
-                from fleet.execute.processes.launch import collection_difference
-
                 pytest.exit(
                     collection_difference(worker.label, mine, self._collected.get(worker.name)),
                     returncode=pytest.ExitCode.USAGE_ERROR,
