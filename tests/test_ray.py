@@ -124,6 +124,9 @@ def shared():
     yield {{"token": 42}}
     record(kind="torn down")
 
+def pytest_collection_finish(session):
+    record(kind="collected")
+
 @pytest.fixture(autouse=True)
 def _probe(request):
     yield
@@ -186,7 +189,8 @@ def test_a_run_across_two_nodes_is_a_serial_run(cluster: LocalCluster, pytester:
     events.unlink()
     os.environ["PYTEST_SUITE_SLEEP"] = "0.4"  # long enough for every worker to start
     try:
-        result, got = run_with_junit(pytester, "--ray", cluster.address, "--mp", "4", "-v", "--group-unit", "function")
+        result, got = run_with_junit(pytester, "--ray", cluster.address, "--mp", "4", "-v", "--group-unit", "function",
+                                     "--alluredir", "allure")
     finally:
         del os.environ["PYTEST_SUITE_SLEEP"]
     output = result.stdout.str()
@@ -204,6 +208,10 @@ def test_a_run_across_two_nodes_is_a_serial_run(cluster: LocalCluster, pytester:
     assert torn[0]["t"] >= max(e["t"] for e in found if e["kind"] == "test")  # after the last test
     assert len({e["pid"] for e in found if e["kind"] == "test"}) >= 2
     assert len(_nodes_in(output)) == 2, output  # tests ran on both nodes
+    # Allure results, written on the nodes and shipped back: one per test
+    results = [json.loads(p.read_text()) for p in (pytester.path / "allure").glob("*-result.json")]
+    names = [(r["fullName"], json.dumps(r.get("parameters", []), sort_keys=True)) for r in results]
+    assert len(names) == len(set(names)) == len(expected), names
 
 
 def test_output_comes_back_with_the_worker_prefix(cluster: LocalCluster, pytester: pytest.Pytester) -> None:
@@ -261,17 +269,11 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _started_on(raylet: int) -> bool:
-    """Whether a pytest worker runs under the raylet ``raylet`` (its host actor's child)."""
-    table = _processes()
-    return any(b"pytest" in table.get(pid, (0, b""))[1] for pid in _descendants(raylet))
-
-
 def test_a_node_that_joins_gets_workers_and_work(cluster: LocalCluster, pytester: pytest.Pytester) -> None:
     _suite(pytester, modules=6, count=6, sleep=0.2)
     events = pytester.path / "events.jsonl"
     hold = pytester.path / "hold"
-    hold.touch()  # the first tests wait for the node to join and a worker to start there
+    hold.touch()  # the first tests wait for the node to join and a worker there to collect
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--ray", cluster.address, "-v",
                "--group-unit", "function", "--junitxml", "junit.xml"]
     env = dict(os.environ, PYTEST_SUITE_HOLD=str(hold))
@@ -281,9 +283,9 @@ def test_a_node_that_joins_gets_workers_and_work(cluster: LocalCluster, pytester
             assert time.monotonic() < deadline and run_.poll() is None, "the run did not start"
             time.sleep(0.2)
         port = cluster.add_node(cpus=2)
-        raylet, joined = cluster.raylet_of(port)
-        while not _started_on(raylet):
-            assert time.monotonic() < deadline + 60 and run_.poll() is None, "no worker started on the new node"
+        _, joined = cluster.raylet_of(port)
+        while not any(e["kind"] == "collected" and e["node"] == joined for e in _events(events)):
+            assert time.monotonic() < deadline + 90 and run_.poll() is None, "no worker collected on the new node"
             time.sleep(0.2)
         hold.unlink()
         output, _ = run_.communicate(timeout=180)

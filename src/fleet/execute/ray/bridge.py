@@ -44,8 +44,10 @@ class RemoteProcess:
         start: dict[str, Any],
         refusal: Callable[[dict[str, Any]], str | None],
         node_alive: Callable[[str], bool],
+        shipped_to: str | None = None,
     ) -> None:
         self.actor = actor
+        self.shipped_to = shipped_to  # where the files of the worker's shipped directory go
         self.info: dict[str, Any] | None = None  # from the host: node, ip, versions
         self.how = "crashed"
         self.cause = "it ended"
@@ -118,7 +120,7 @@ class RemoteProcess:
             self._started.set()
             while True:
                 try:
-                    batches, output, status = ray.get(self.actor.poll.remote(POLL_WAIT))
+                    batches, output, status, files = ray.get(self.actor.poll.remote(POLL_WAIT))
                 except ActorUnavailableError:
                     time.sleep(1.0)  # Ray may yet reach it, or declare it dead
                     continue
@@ -126,6 +128,8 @@ class RemoteProcess:
                     self._writer.send_bytes(data)
                 for stream, text in output:
                     _write(stream, text)
+                for name, data in files:
+                    self._keep(name, data)
                 if status is not None:
                     self.cause = describe_exit(status)
                     return
@@ -137,6 +141,12 @@ class RemoteProcess:
             self.how, self.cause = "lost", f"{type(error).__name__}: {_first_line(error)}"
         finally:
             self._writer.close()
+
+    def _keep(self, name: str, data: bytes) -> None:
+        if self.shipped_to is not None:
+            os.makedirs(self.shipped_to, exist_ok=True)
+            with open(os.path.join(self.shipped_to, os.path.basename(name)), "wb") as file:
+                file.write(data)
 
     def _death(self, error: BaseException) -> str:
         node = (self.info or {}).get("node")

@@ -45,7 +45,7 @@ from fleet.execute.processes.launch import CONTROLLER_ONLY_FLAGS, collection_dif
 from fleet.execute.processes.nodes import WorkerNode
 from fleet.execute.ray.bridge import RemoteProcess
 from fleet.execute.ray.cluster import Cluster, Node
-from fleet.execute.ray.host import WorkerHost, versions
+from fleet.execute.ray.host import SHIPPED_DIRECTORY, WorkerHost, versions
 from fleet.state import relay
 from fleet.worker import thread_names
 
@@ -54,7 +54,8 @@ NODE_LOOK = 2.0
 # Variables of the controller's environment that change what pytest collects
 # or loads, and so go to every remote worker.
 FORWARDED_PREFIX = "PYTEST_"
-NOT_FORWARDED = ("PYTEST_XDIST_", "PYTEST_CURRENT_TEST")
+# (not pytest's temporary root: a directory of this machine's, perhaps absent there)
+NOT_FORWARDED = ("PYTEST_XDIST_", "PYTEST_CURRENT_TEST", "PYTEST_DEBUG_TEMPROOT")
 
 
 class RayExecutor(ProcessExecutor):
@@ -85,6 +86,9 @@ class RayExecutor(ProcessExecutor):
         self.share = min(1.0, total / max(1, processes))  # CPUs each worker holds
         self.controller_versions = versions()
         self.arguments, self.cwd = remote_arguments(self.config)
+        self.shipped_to = allure_directory(self.config)
+        if self.shipped_to is not None:  # each worker writes on its node; the files come back here
+            self.arguments.append(f"--alluredir={SHIPPED_DIRECTORY}")
         self.environment = {
             k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIX) and not k.startswith(NOT_FORWARDED)
         }
@@ -133,7 +137,7 @@ class RayExecutor(ProcessExecutor):
             name=name, args=self.arguments, cwd=self.cwd, environment=environment,
             threads=self.threads, make=make_session_fixtures,
         )
-        process = RemoteProcess(actor, start, self._refusal, self.cluster.alive)
+        process = RemoteProcess(actor, start, self._refusal, self.cluster.alive, self.shipped_to)
         worker = Worker(name, process, process.conn, ready=False)
         self.workers[name] = worker
         self._placed[name] = node_id
@@ -300,6 +304,14 @@ class RayExecutor(ProcessExecutor):
             self.wanted = min(self.cap, max(self.wanted, usable))
         while len(self.workers) < self.wanted - self._given_up and self._place() is not None:
             self._start(self._new_name())
+
+
+def allure_directory(config: pytest.Config) -> str | None:
+    """The controller's ``--alluredir``, absolute, when the run writes Allure results."""
+    value = config.getoption("allure_report_dir", None)
+    if not value:
+        return None
+    return str(Path(config.invocation_params.dir, value).resolve())
 
 
 def remote_arguments(config: pytest.Config) -> tuple[list[str], str]:

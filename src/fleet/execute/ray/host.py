@@ -24,11 +24,14 @@ import asyncio
 import importlib.metadata
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
@@ -37,6 +40,11 @@ from fleet.execute.processes.launch import SPAWNED
 
 # A chunk of output sent before its line ends, when a line grows this long.
 LONGEST_LINE = 64 * 1024
+# In the worker's arguments: a directory on its node whose files go back to the
+# controller (``--alluredir=`` this: Allure results written where the test ran).
+SHIPPED_DIRECTORY = "{fleet-shipped-directory}"
+# A shipped file is sent once it has not changed for this long (or the worker ended).
+SETTLED = 1.0
 
 
 def versions() -> dict[str, str]:
@@ -65,6 +73,8 @@ class WorkerHost:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._news: asyncio.Event | None = None
         self._readers: list[threading.Thread] = []
+        self._shipped_from: str | None = None
+        self._shipped: dict[str, float] = {}  # file -> its mtime when sent
 
     def describe(self) -> dict[str, Any]:
         import ray
@@ -88,6 +98,9 @@ class WorkerHost:
         env = dict(os.environ, **environment)
         env["FLEET_NODE"] = self.describe()["node"]  # the Ray node it runs on
         env[SPAWNED] = f"{name}:{theirs.fileno()}:{os.getpid()}:{threads}:{int(make)}"
+        if any(SHIPPED_DIRECTORY in arg for arg in args):
+            self._shipped_from = tempfile.mkdtemp(prefix="fleet-shipped-")
+            args = [arg.replace(SHIPPED_DIRECTORY, self._shipped_from) for arg in args]
         self._popen = subprocess.Popen(
             [sys.executable, "-m", "pytest", *args],
             cwd=os.path.join(os.getcwd(), cwd),
@@ -118,10 +131,13 @@ class WorkerHost:
                 self._delivered += 1
             self._outbox_ready.notify()
 
-    async def poll(self, timeout: float) -> tuple[list[bytes], list[tuple[int, bytes]], int | None]:
+    async def poll(
+        self, timeout: float
+    ) -> tuple[list[bytes], list[tuple[int, bytes]], int | None, list[tuple[str, bytes]]]:
         """Everything the worker sent since the last call (waiting up to ``timeout``
-        for something): its message batches, its output, and its wait status
-        once it has ended and everything before that is out."""
+        for something): its message batches, its output, its wait status once it
+        has ended and everything before that is out, and the files it wrote in
+        the shipped directory since the last call (once they settled)."""
         assert self._news is not None
         if not (self._inbox or self._output or self._status is not None):
             try:
@@ -132,7 +148,25 @@ class WorkerHost:
         batches = [self._inbox.popleft() for _ in range(len(self._inbox))]
         output = [self._output.popleft() for _ in range(len(self._output))]
         status = self._status if not (self._inbox or self._output) else None
-        return batches, output, status
+        return batches, output, status, self._new_files(final=status is not None)
+
+    def _new_files(self, final: bool) -> list[tuple[str, bytes]]:
+        if self._shipped_from is None:
+            return []
+        found = []
+        now = time.time()
+        for entry in os.scandir(self._shipped_from):
+            if not entry.is_file() or self._shipped.get(entry.name) == entry.stat().st_mtime:
+                continue
+            mtime = entry.stat().st_mtime
+            if final or now - mtime >= SETTLED:
+                with open(entry.path, "rb") as file:
+                    found.append((entry.name, file.read()))
+                self._shipped[entry.name] = mtime
+        if final:
+            shutil.rmtree(self._shipped_from, ignore_errors=True)
+            self._shipped_from = None
+        return found
 
     def stop(self) -> None:
         """End the worker and everything in its process group, at once."""
