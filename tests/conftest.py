@@ -7,8 +7,11 @@ behave exactly as a user's command line would.
 from __future__ import annotations
 
 import json
+import secrets
 import signal
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -23,6 +26,17 @@ pytest_plugins = ["pytester"]
 
 def run(pytester: pytest.Pytester, *args: str, timeout: float = 120) -> pytest.RunResult:
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
+
+
+@contextmanager
+def ray_authentication() -> Iterator[None]:
+    """For a Ray cluster a test module starts: token authentication on (a fresh
+    token for the cluster and every run against it), no outer ``RAY_ADDRESS``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "token")
+        patch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
+        patch.delenv("RAY_ADDRESS", raising=False)
+        yield
 
 
 def outcomes(result: pytest.RunResult) -> dict[str, int]:

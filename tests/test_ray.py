@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import signal
 import socket
 import subprocess
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import junit_outcomes, outcomes, run, run_with_junit
+from conftest import junit_outcomes, outcomes, ray_authentication, run, run_with_junit
 
 pytest.importorskip("ray")
 
@@ -86,21 +85,14 @@ class LocalCluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     """A head with 2 CPUs and a second node with 2, for the whole module."""
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS")}
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
-    os.environ.pop("RAY_ADDRESS", None)
-    local = LocalCluster(tmp_path_factory.mktemp("ray"))
-    try:
-        local.start_head(cpus=2)
-        local.add_node(cpus=2)
-        yield local
-    finally:
-        local.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with ray_authentication():
+        local = LocalCluster(tmp_path_factory.mktemp("ray"))
+        try:
+            local.start_head(cpus=2)
+            local.add_node(cpus=2)
+            yield local
+        finally:
+            local.stop()
 
 
 # A suite with a session fixture that records where and when it was made
@@ -232,6 +224,28 @@ sys.exit(main_run(ray={cluster.address!r}, mp=True, processes=2, pytest_args=["-
     assert result.ret == 1, result.stdout.str()
     assert outcomes(result) == {"passed": 6, "failed": 2, "skipped": 2, "xfailed": 2}
     assert _nodes_in(result.stdout.str())
+
+
+def test_crashes_and_timeouts_as_on_one_machine(cluster: LocalCluster, pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_faults="""
+import os, time
+def test_slow():
+    time.sleep(60)
+def test_crash():
+    os._exit(3)
+def test_quick():
+    pass
+def test_after():
+    pass
+""")
+    result, cases = run_with_junit(pytester, "--ray", cluster.address, "--mp", "2", "--group-unit", "function",
+                                   "--test-timeout", "3", "--max-worker-restart", "2")
+    output = result.stdout.str()
+    assert cases == {"test_faults::test_slow": "failed", "test_faults::test_crash": "failed",
+                     "test_faults::test_quick": "passed", "test_faults::test_after": "passed"}, output
+    result.stdout.fnmatch_lines(["*test_slow - Timeout: the test ran longer than 3 s*"])
+    result.stdout.fnmatch_lines(["*worker r? on node * crashed: exit code 3 while running test_faults.py::test_crash*"])
+    assert "of --max-worker-restart 2)" in output
 
 
 def test_the_timeline_groups_workers_by_node(cluster: LocalCluster, pytester: pytest.Pytester) -> None:

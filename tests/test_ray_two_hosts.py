@@ -10,7 +10,6 @@ ships. Needs root (CI runs as root) and Ray; skipped otherwise.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from conftest import ray_authentication
 
 pytest.importorskip("ray")
 if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("unshare"):
@@ -41,37 +42,31 @@ def _remove_hosts() -> None:
 @pytest.fixture(scope="module")
 def hosts():
     _remove_hosts()
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS")}
-    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
-    os.environ.pop("RAY_ADDRESS", None)
-    env = dict(os.environ)
-    try:
+    with ray_authentication():
+        env = dict(os.environ)
         try:
-            _sh("ip", "netns", "add", HOST_A)
-            _sh("ip", "netns", "add", HOST_B)
-        except subprocess.CalledProcessError as error:
-            pytest.skip(f"cannot make network namespaces here: {error.stderr.decode().strip()}")
-        _sh("ip", "link", "add", "fleet-va", "netns", HOST_A, "type", "veth", "peer", "name", "fleet-vb", "netns", HOST_B)
-        for host, device, ip in ((HOST_A, "fleet-va", IP_A), (HOST_B, "fleet-vb", IP_B)):
-            _sh("ip", "-n", host, "addr", "add", f"{ip}/24", "dev", device)
-            _sh("ip", "-n", host, "link", "set", device, "up")
-            _sh("ip", "-n", host, "link", "set", "lo", "up")
-        start = [RAY, "start", "--num-cpus=1", "--disable-usage-stats"]
-        _sh("ip", "netns", "exec", HOST_A, *start, "--head", f"--port={PORT}", f"--node-ip-address={IP_A}",
-            "--include-dashboard=false", env=env)
-        # host B: its own network and its own /tmp (pytest's tmp_path, and so the suite, is not there)
-        joined = " ".join([*start, f"--address={IP_A}:{PORT}", f"--node-ip-address={IP_B}"])
-        _sh("ip", "netns", "exec", HOST_B, "unshare", "--mount", "--propagation", "private", "sh", "-c",
-            f"mount -t tmpfs fleet-host-b /tmp && {joined}", env=env)
-        yield f"{IP_A}:{PORT}"
-    finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
-        _remove_hosts()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+            try:
+                _sh("ip", "netns", "add", HOST_A)
+                _sh("ip", "netns", "add", HOST_B)
+            except subprocess.CalledProcessError as error:
+                pytest.skip(f"cannot make network namespaces here: {error.stderr.decode().strip()}")
+            _sh("ip", "link", "add", "fleet-va", "netns", HOST_A, "type", "veth", "peer", "name", "fleet-vb",
+                "netns", HOST_B)
+            for host, device, ip in ((HOST_A, "fleet-va", IP_A), (HOST_B, "fleet-vb", IP_B)):
+                _sh("ip", "-n", host, "addr", "add", f"{ip}/24", "dev", device)
+                _sh("ip", "-n", host, "link", "set", device, "up")
+                _sh("ip", "-n", host, "link", "set", "lo", "up")
+            start = [RAY, "start", "--num-cpus=1", "--disable-usage-stats"]
+            _sh("ip", "netns", "exec", HOST_A, *start, "--head", f"--port={PORT}", f"--node-ip-address={IP_A}",
+                "--include-dashboard=false", env=env)
+            # host B: its own network and its own /tmp (pytest's tmp_path, and so the suite, is not there)
+            joined = " ".join([*start, f"--address={IP_A}:{PORT}", f"--node-ip-address={IP_B}"])
+            _sh("ip", "netns", "exec", HOST_B, "unshare", "--mount", "--propagation", "private", "sh", "-c",
+                f"mount -t tmpfs fleet-host-b /tmp && {joined}", env=env)
+            yield f"{IP_A}:{PORT}"
+        finally:
+            subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+            _remove_hosts()
 
 
 SUITE = '''
