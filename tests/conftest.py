@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import os
 import pty
+import secrets
 import select
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -55,6 +58,17 @@ def on_terminal(command: list[str], cwd: Path, columns: int = 120, env: dict[str
     process.wait(timeout=30)
     os.close(leader)
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+@contextmanager
+def ray_authentication() -> Iterator[None]:
+    """For a Ray cluster a test module starts: token authentication on (a fresh
+    token for the cluster and every run against it), no outer ``RAY_ADDRESS``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "token")
+        patch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
+        patch.delenv("RAY_ADDRESS", raising=False)
+        yield
 
 
 def outcomes(result: pytest.RunResult) -> dict[str, int]:

@@ -384,9 +384,20 @@ ROWS = [
         "TypeError: threads_run() takes ['-m mark', ...], {'path': DIR} or 'DIR' as its first argument, not int 42")),
     Row("api-threads-run-two-marks-in-one-entry", **api("threads_run(['-m m1 m2'])",
         "ValueError: threads_run(['-m m1 m2']): '-m m1 m2': give one mark per entry, as '-m name'")),
+    # --ray ADDRESS, RAY_ADDRESS, ini ray_address (checked whether or not Ray is installed)
+    Row("ray-address", ["--ray=nowhere"],
+        "ERROR: fleet: --ray nowhere: a Ray address is auto, local, HOST:PORT or ray://HOST:10001, not 'nowhere'"),
+    Row("ray-port", ["--ray=head:70000"],
+        "ERROR: fleet: --ray head:70000: a Ray address is auto, local, HOST:PORT or ray://HOST:10001, not 'head:70000'"),
+    Row("ray-env", ["--ray"], "ERROR: fleet: RAY_ADDRESS=ray:/head: a Ray address is auto, local, HOST:PORT or "
+        "ray://HOST:10001, not 'ray:/head'", env={"RAY_ADDRESS": "ray:/head"}),
+    Row("ray-ini", ["--ray"], "ERROR: fleet: ray_address = head in the ini file: a Ray address is auto, local, "
+        "HOST:PORT or ray://HOST:10001, not 'head'", files={"pytest.ini": INI + "ray_address = head\n"}),
+    Row("api-main-run-ray", **api("main_run(ray=2)",
+        "TypeError: main_run(ray=...) takes a Ray address (auto, local, HOST:PORT or ray://HOST:10001) or True, not int 2")),
     Row("api-threads-run-unknown-keyword", **api("threads_run(['-m m1'], thread=4)",
         "TypeError: threads_run() got an unexpected keyword argument 'thread' (it takes env, mt, mp, processes, "
-        "d_mark, d_file, d_suite, pytest_args, login)")),
+        "d_mark, d_file, d_suite, pytest_args, login, ray)")),
     Row("api-processes-run-dict", **api("processes_run({'dir': 'sub'})",
         "ValueError: processes_run({'dir': 'sub'}): a dict has one key, 'path'; expected ['-m mark', ...], "
         "{'path': DIR} or 'DIR'")),

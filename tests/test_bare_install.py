@@ -146,3 +146,14 @@ def test_fleet_command_names_itself(bare: Path, suite: Path) -> None:
     assert "pytest.main()" not in wrong.stderr
     ran = _run([str(bare / "fleet"), "--mt", "4", "-q", "-p", "no:cacheprovider"], suite)
     assert ran.returncode == 1 and "1 failed, 7 passed" in ran.stdout, ran.stdout + ran.stderr
+
+
+@pytest.mark.parametrize("command", ["pytest", "fleet"])
+def test_ray_without_the_extra_says_what_to_install(bare: Path, suite: Path, command: str) -> None:
+    argv = [str(bare / "python"), "-m", "pytest"] if command == "pytest" else [str(bare / "fleet")]
+    result = _run([*argv, "-p", "no:cacheprovider", "--ray", "local"], suite)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        'ERROR: fleet: --ray runs tests on a Ray cluster, and Ray is not installed here: pip install "pytest-fleet[ray]"'
+    ]
+    assert not (suite / "workers.txt").exists()  # no test ran

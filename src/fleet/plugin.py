@@ -38,6 +38,9 @@ def pytest_configure(config: pytest.Config) -> None:
     options.check_values(config)  # every value fleet reads; a bad one: one line, exit 4
     threads = options.requested_threads(config)
     processes = options.requested_processes(config)
+    ray_address = config.getoption("fleet_ray")  # checked: a valid address, or None
+    if ray_address is not None and processes is None:
+        processes = "auto"  # --mp N across the cluster; by default one per CPU it offers
     if config.getoption("fleet_env"):
         environment.environment(config)  # an unknown --env: a usage error before anything runs
     options.take_back_paths_from_marks(config)
@@ -56,7 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
         timeline.check_path(config.getoption("fleet_timeline"))  # before the run, not after it
     config.pluginmanager.register(Timeouts(config), "fleet-timeouts")
     if parallel:
-        _start_parallel(config, threads, processes, unit, division)
+        _start_parallel(config, threads, processes, unit, division, ray_address)
     config.pluginmanager.register(environment, "fleet-environment")
     config.pluginmanager.register(login, "fleet-login")
     # Registered after pytest-xdist's, so fleet's win while fleet runs.
@@ -64,9 +67,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(worker, "fleet-worker")
 
 
-def _start_parallel(config: pytest.Config, threads, processes, unit, division) -> None:
+def _start_parallel(config: pytest.Config, threads, processes, unit, division, ray_address=None) -> None:
     from fleet import adapters
-    from fleet.execute.processes.launch import quiet_if_spawned
+    from fleet.execute.processes.launch import quiet_if_spawned, spawned_identity_present
     from fleet.report.monitor import FixtureTimes
     from fleet.run import ParallelRun
     from fleet.state import internals
@@ -88,7 +91,15 @@ def _start_parallel(config: pytest.Config, threads, processes, unit, division) -
     config.pluginmanager.register(FixtureTimes(), "fleet-fixture-times")
     adapters.configure(config, processes is not None)
     config.pluginmanager.register(CaptureFixtures(), "fleet-capture-fixtures")
-    config.pluginmanager.register(ParallelRun(config, threads, unit, division, processes), "fleet-run")
+    cluster = None
+    if ray_address is not None and not spawned_identity_present():  # a worker never joins
+        from fleet.front import ray_options
+
+        ray_options.check_installed()
+        from fleet.execute.ray.cluster import connect
+
+        cluster = connect(ray_address, config.rootpath, ray_options.excludes(config))
+    config.pluginmanager.register(ParallelRun(config, threads, unit, division, processes, cluster), "fleet-run")
     if processes is not None:
         quiet_if_spawned(config)
 
@@ -101,9 +112,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
-    """In verbose output, name the worker that ran the test: ``[t3] PASSED``."""
+    """In verbose output, name the worker that ran the test: ``[t3] PASSED``
+    (``[r1@10.0.0.2] PASSED`` on a Ray node)."""
     result = yield
     worker = getattr(report, "fleet_worker", None)
+    if worker and getattr(report, "fleet_node", None):
+        worker = f"{worker}@{report.fleet_node}"
     if worker and config.get_verbosity() > 0 and isinstance(result, tuple) and len(result) == 3:
         category, letter, word = result
         if isinstance(word, tuple):

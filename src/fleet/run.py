@@ -39,8 +39,10 @@ class ParallelRun:
         unit: str,
         division: Division | None,
         processes: int | str | None = None,
+        cluster: Any = None,
     ) -> None:
         self.config = config
+        self.cluster = cluster  # a Ray cluster (fleet.execute.ray.cluster), with --ray
         self.threads = threads
         self.processes = processes
         self.unit = unit
@@ -95,7 +97,9 @@ class ParallelRun:
 
     def _run_processes(self, session: pytest.Session, plan: Plan) -> None:
         wanted = self.processes
-        if wanted == "auto":
+        if wanted == "auto" and self.cluster is not None:
+            wanted = self.cluster.cpus()
+        elif wanted == "auto":
             wanted = nodes.auto_workers(self.config) or "auto"
         processes, threads = process_layout(wanted, self.threads, plan.runnable_groups)
         restarts = max_worker_restart(self.config)
@@ -106,11 +110,17 @@ class ParallelRun:
             run_spawned(session, plan, self._scopes.slots, uid)
         login.log_in_before_forking(self.config, plan.items)
         monitor = self.report.watch(plan.items)
-        executor = ProcessExecutor(
+        arguments = (
             session, plan, self._scopes.slots, processes, threads,
             4 * processes if restarts is None else restarts, uid, monitor,
             self.config.getoption("fleet_strict_threads"),
         )
+        if self.cluster is not None:
+            from fleet.execute.ray.executor import RayExecutor
+
+            executor: ProcessExecutor = RayExecutor(*arguments, cluster=self.cluster, grow=self.processes == "auto")
+        else:
+            executor = ProcessExecutor(*arguments)
         try:
             with self.report.live():
                 executor.run()
@@ -162,6 +172,10 @@ class ParallelRun:
         if chosen is not None:
             return lambda item: _as_units(chosen.get(item))
         return self.division.units if self.division is not None else None
+
+    def pytest_unconfigure(self) -> None:
+        if self.cluster is not None:
+            self.cluster.close()  # --ray local: the throwaway cluster stops
 
     @pytest.hookimpl(wrapper=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:

@@ -18,6 +18,9 @@ class RunEvents(Protocol):
     def use_workers(self, names: list[str]) -> None:
         """These workers exist (in the order they should be shown)."""
 
+    def placed(self, workers: list[str], host: str) -> None:
+        """These workers run on another machine, ``host`` (``node 10.0.0.2``)."""
+
     def started(self, worker: str, nodeid: str, at: float) -> None:
         """``worker`` started the test ``nodeid`` at ``at`` (``time.time()``)."""
 

@@ -87,6 +87,16 @@ def _pytest_args(function: str, value: Any) -> list[str]:
     return args
 
 
+def _ray(function: str, value: Any) -> list[str]:
+    """``ray=True``: ``--ray`` (its address from RAY_ADDRESS, the ini or ``auto``);
+    ``ray="local"`` or an address: ``--ray=ADDRESS``, checked by the run."""
+    if value is None or value is False:
+        return []
+    if value is True:
+        return ["--ray"]
+    return [f"--ray={_text(function, 'ray', value, 'a Ray address (auto, local, HOST:PORT or ray://HOST:10001) or True')}"]
+
+
 def _login(function: str, value: Any) -> Any:
     if value is not None:
         for method in ("login", "make_headers"):
@@ -108,21 +118,23 @@ def main_run(
     d_suite: str | None = None,
     pytest_args: Sequence[str] = (),
     login: Any = None,
+    ray: str | bool | None = None,
 ) -> int:
     """Run as ``fleet`` would with the equivalent flags; return the exit code.
 
+    ``ray`` is ``--ray``: True, or an address such as ``"local"``.
     Raises TypeError or ValueError, naming the argument, before anything runs
     when an argument cannot be used.
     """
-    return _main("main_run", env, mt, mp, processes, d_mark, d_file, d_suite, pytest_args, login)
+    return _main("main_run", env, mt, mp, processes, d_mark, d_file, d_suite, pytest_args, login, ray)
 
 
-_PARAMETERS = ("env", "mt", "mp", "processes", "d_mark", "d_file", "d_suite", "pytest_args", "login")
+_PARAMETERS = ("env", "mt", "mp", "processes", "d_mark", "d_file", "d_suite", "pytest_args", "login", "ray")
 
 
 def _main(
     name: str, env: Any = None, mt: Any = False, mp: Any = False, processes: Any = None, d_mark: Any = None,
-    d_file: Any = None, d_suite: Any = None, pytest_args: Any = (), login: Any = None,
+    d_file: Any = None, d_suite: Any = None, pytest_args: Any = (), login: Any = None, ray: Any = None,
 ) -> int:
     mt = _flag(name, "mt", mt)
     mp = _flag(name, "mp", mp)
@@ -133,10 +145,10 @@ def _main(
     env = _text(name, "env", env, "an environment name")
     args = _pytest_args(name, pytest_args)
     login = _login(name, login)
+    argv: list[str] = _ray(name, ray)
     divisions = [n for n, v in (("d_mark", marks), ("d_file", d_file), ("d_suite", d_suite)) if v is not None]
     if len(divisions) > 1:
         raise ValueError(f"{name}(): {' and '.join(divisions)} each divide the run; give one of them")
-    argv: list[str] = []
     if mt:
         argv.append("--mt")
     if mp:

@@ -1,6 +1,7 @@
 """What the user asked for: fleet's options, ini keys and marks, read and checked.
 
-Every option fleet adds is declared here, and every value fleet reads from the
+Every option fleet adds is declared here (``--ray``'s in :mod:`.ray_options`),
+and every value fleet reads from the
 command line, the ini file or a mark is turned into what the run uses here, so
 a bad value is refused in one line (a usage error, exit code 4) before any
 test runs.
@@ -18,6 +19,7 @@ from typing import Any, Sequence
 
 import pytest
 
+from fleet.front import ray_options
 from fleet.state import internals
 
 GROUP_UNITS = ("module", "class", "function")
@@ -200,6 +202,7 @@ def add_options(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager
         "(tests using them need not run alone).",
         type="linelist",
     )
+    ray_options.add(group, parser)
     parser.addini("group_unit", "fleet: default --group-unit (module, class or function).")
     parser.addini("group-unit", "fleet: alias of group_unit.")
 
@@ -594,6 +597,7 @@ def check_values(config: pytest.Config) -> None:
     config.option.fleet_slow_after = slow_after(config)
     if _owns_max_worker_restart(config):
         max_worker_restart(config)
+    config.option.fleet_ray = ray_options.address(config, _take_back_path)
     for name in config.getini("thread_safe_fixtures"):
         if not str(name).isidentifier():
             raise _usage(f"thread_safe_fixtures in the ini file: {name!r} is not a fixture name")

@@ -125,6 +125,7 @@ class RunMonitor:
         self.begin = _RealClock.now()
         self.end: float | None = None
         self.workers: list[str] = []
+        self.hosts: dict[str, str] = {}  # worker -> the machine it runs on, when not this one
         self.records: dict[str, TestRecord] = {}
         self.markers: list[Marker] = []
         self.attempts: list[Attempt] = []
@@ -141,6 +142,9 @@ class RunMonitor:
 
     def use_workers(self, names: list[str]) -> None:
         self.workers += [name for name in names if name not in self.workers]
+
+    def placed(self, workers: list[str], host: str) -> None:
+        self.hosts.update(dict.fromkeys(workers, host))
 
     def started(self, worker: str, nodeid: str, at: float) -> None:
         self._running[worker] = (nodeid, at)

@@ -1,8 +1,8 @@
 """``--timeline FILE``: what each worker ran, and when.
 
 ``FILE.json`` is a Chrome trace (the JSON object format Perfetto and
-chrome://tracing open): one process per worker process, one track (thread)
-per worker, a slice per test with its set-up/call/teardown and the fixtures
+chrome://tracing open): one process per worker process (per node, for
+workers on a Ray cluster), one track (thread) per worker, a slice per test with its set-up/call/teardown and the fixtures
 set up inside, and instant markers for crashes, timeouts and restarts.
 ``FILE.html`` is one self-contained page that draws the same trace as a
 chart: the trace is embedded in it and drawn by a script in the page, so it
@@ -23,7 +23,7 @@ import pytest
 from fleet.report.monitor import RunMonitor
 
 SUFFIXES = (".json", ".html")
-_WORKER = re.compile(r"^(p\d+)(t\d+)?$")
+_WORKER = re.compile(r"^([pr]\d+)(t\d+)?$")
 
 
 def check_path(value: str) -> Path:
@@ -74,7 +74,7 @@ def trace(monitor: RunMonitor) -> dict[str, Any]:
     tids = {}
     events: list[dict[str, Any]] = []
     for number, worker in enumerate(workers, start=1):
-        process = process_of(worker)
+        process = monitor.hosts.get(worker) or process_of(worker)
         if process not in processes:
             processes[process] = len(processes) + 1
             events.append(_meta("process_name", processes[process], 0, process))

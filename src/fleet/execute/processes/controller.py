@@ -31,7 +31,6 @@ from fleet.execute.processes.dispatch import Dispatcher, Worker
 from fleet.execute.processes.launch import (
     SPAWN_COLLECT_TIMEOUT,
     collection_difference,
-    describe_exit,
     fork_worker,
     spawn_worker,
     spawn_reason,
@@ -109,8 +108,8 @@ class ProcessExecutor:
             # With one worker nothing is shared: it makes its session fixtures
             # as it needs them, in a serial run's order.
             shared = len(self.names) > 1
-            self._start("p0", make_session_fixtures=shared)
-            self._owner = "p0"
+            self._owner = self.names[0]
+            self._start(self._owner, make_session_fixtures=shared)
             if not shared:
                 self._others_started = True
             self._loop()
@@ -135,6 +134,10 @@ class ProcessExecutor:
         self.events.use_workers(thread_names(name, self.threads))
         node = self.nodes[name] = WorkerNode(self.config, name, len(self.names), self.testrun_uid)
         nodes.configure_node(self.config, node)
+        return self._launch(name, make_session_fixtures, node)
+
+    def _launch(self, name: str, make_session_fixtures: bool, node: WorkerNode) -> Worker:
+        """Start the worker's process (forked or spawned) and tell plugins it runs."""
         if self.start_method == "spawn":
             worker = self._spawn(name, make_session_fixtures, node)
             nodes.node_ready(self.config, node)
@@ -181,15 +184,23 @@ class ProcessExecutor:
                 collected = message[1]
             except (EOFError, OSError, ValueError):
                 pass
+        self._welcome(worker, node, collected, make_session_fixtures)
+        return worker
+
+    def _welcome(
+        self, worker: Worker, node: WorkerNode, collected: list[str] | None, make_session_fixtures: bool
+    ) -> None:
+        """A spawned worker collected: if it collected what the controller did, it
+        is sent what a forked one inherits; otherwise the run stops, naming the
+        first difference."""
         mine = [item.nodeid for item in self.plan.items]
         if collected != mine:
-            pytest.exit(collection_difference(name, mine, collected), returncode=pytest.ExitCode.USAGE_ERROR)
+            pytest.exit(collection_difference(worker.label, mine, collected), returncode=pytest.ExitCode.USAGE_ERROR)
         self._send(worker, ("workerinput", node.workerinput))
         if login.login_key in self.config.stash:
             self._send(worker, ("login", self.config.stash[login.login_key]))
         if self._made is not None and not make_session_fixtures:
             self._send(worker, ("made", self._made))
-        return worker
 
     def _start_the_others(self) -> None:
         self._others_started = True
@@ -200,12 +211,13 @@ class ProcessExecutor:
         while True:
             if self._others_started and not (self._stopping or self._raised is not None):
                 self.dispatcher.dispatch(
-                    [w for w in self.workers.values() if not w.shutting_down and w.timed_out is None]
+                    [w for w in self.workers.values() if w.ready and not w.shutting_down and w.timed_out is None]
                 )
             if self._done():
                 break
             self._receive(timeout=1.0)
             self.events.tick()
+            self._tend()
         self._shutdown()
 
     def _receive(self, timeout: float | None, among: list[Worker] | None = None) -> bool:
@@ -421,11 +433,12 @@ class ProcessExecutor:
         started = self.events.since(worker, item.nodeid)
         self._log(index, worker, relay.standard_events(item, [wire.failed_report(item, text, kind, started)]))
 
+    def _never_run_reason(self) -> str:
+        return f"not run: every worker process crashed and --max-worker-restart ({self.max_restarts}) allows no more"
+
     def _report_never_run(self, text: str = "") -> None:
         """Every collected test ends with an outcome, even with no worker left."""
-        text = text or (
-            f"not run: every worker process crashed and --max-worker-restart ({self.max_restarts}) allows no more"
-        )
+        text = text or self._never_run_reason()
         for index, logged in enumerate(self._logged):
             if not logged:
                 item = self.plan.items[index]
@@ -453,32 +466,33 @@ class ProcessExecutor:
     def _lost(self, worker: Worker) -> None:
         del self.workers[worker.name]
         worker.conn.close()
-        cause = describe_exit(worker.process.reap())
+        cause = worker.process.ended()
+        how = worker.process.how
         self._log_held(worker.name)
         if worker.last is not None and worker.shutting_down and not worker.bye:
             index = worker.last[0]
             item = self.plan.items[index]
-            text = f"worker {worker.name} crashed: {cause} while tearing down what it held after its last test, {item.nodeid}"
+            text = f"worker {worker.label} {how}: {cause} while tearing down what it held after its last test, {item.nodeid}"
             self.notes.append(text)
             self._end_of_worker(worker, index, [wire.failed_report(item, text, "crash", when="teardown")])
         self._flush_last(worker)
         node = self.nodes.pop(worker.name, None)
         if node is not None:
-            nodes.node_down(self.config, node, None if worker.bye else f"worker {worker.name} ({node.gateway.id}) ended: {cause}")
+            nodes.node_down(self.config, node, None if worker.bye else f"worker {worker.label} ({node.gateway.id}) ended: {cause}")
         if worker.bye:
             return
         if not self._others_started:
             # it died making the session fixtures: every process makes its own
             making = next(iter(worker.making.values()), None)
             what = f"the session fixture {making}" if making else "the session fixtures"
-            self.notes.append(f"worker {worker.name} died ({cause}) making {what} for every worker")
+            self.notes.append(f"worker {worker.label} died ({cause}) making {what} for every worker")
             self._late_reason = f"the first worker died making {what}"
             self._start_the_others()
         if worker.name == self._owner:
             self._owner = None
             if self._made_names:
                 self.notes.append(
-                    f"worker {worker.name} died ({cause}); the session fixtures it made "
+                    f"worker {worker.label} died ({cause}); the session fixtures it made "
                     "were not torn down"
                 )
         verdict = crashes.judge(worker, cause, self.threads, self.plan, self._thread_running)
@@ -493,15 +507,25 @@ class ProcessExecutor:
         self.dispatcher.requeue(verdict.requeue)
         if self._stopping or self._raised is not None:
             return
-        if self.restarts < self.max_restarts and (self.scheduler.remaining or self.dispatcher.isolate):
+        if (
+            self.restarts < self.max_restarts and (self.scheduler.remaining or self.dispatcher.isolate)
+            and self._can_replace(worker)
+        ):
             self.restarts += 1
-            what = "was killed after a timeout" if worker.timed_out else f"crashed ({cause})"
+            what = "was killed after a timeout" if worker.timed_out else f"{how} ({cause})"
             self.notes.append(
-                f"worker {worker.name} {what} and was replaced "
+                f"worker {worker.label} {what} and was replaced "
                 f"({self.restarts} of --max-worker-restart {self.max_restarts})"
             )
             self._start(worker.name)
             self.events.marker(thread_names(worker.name, self.threads)[0], "restart", f"worker {worker.name} replaced")
+
+    def _can_replace(self, worker: Worker) -> bool:
+        """Whether a lost worker can be replaced now (a remote one: a node has room)."""
+        return True
+
+    def _tend(self) -> None:
+        """Between two looks at the workers' messages (a remote run: watch the nodes)."""
 
     def _thread_running(self, process: str, index: int) -> str:
         """The worker thread of ``process`` that was running test ``index``."""
@@ -520,7 +544,10 @@ class ProcessExecutor:
         for group in (first, last):
             for worker in group:
                 worker.shutting_down = True
-                self._send(worker, ("shutdown",))
+                if worker.ready:
+                    self._send(worker, ("shutdown",))
+                else:  # still starting: it has nothing to tear down
+                    worker.process.kill()
             self._wait_gone(group, deadline)
 
     def _wait_gone(self, group: list[Worker], deadline: float | None = None) -> None:

@@ -6,7 +6,8 @@ knows of the worker, what becomes of each of them:
 
 * killed after a timeout: that test fails as timed out, with where it was;
 * one test running: it fails with the cause (``worker p1 crashed: signal 9
-  (SIGKILL) while running test_x.py::test_y``);
+  (SIGKILL) while running test_x.py::test_y``; on a Ray node ``worker r3 on
+  node 10.0.0.2 lost: node died while running test_x.py::test_y``);
 * several running (threads in the worker): the one setting up a session
   fixture is blamed if there is one; otherwise none is blamed yet, each runs
   again alone (isolated), and only the one that dies alone is reported;
@@ -51,7 +52,7 @@ def judge(
     if worker.timed_out is not None:
         index, _, seconds, stack, message = worker.timed_out
         name = thread_running(worker.name, index)
-        text = f"{message or describe_timeout(seconds)}; worker {worker.name} was killed and replaced"
+        text = f"{message or describe_timeout(seconds)}; worker {worker.label} was killed and replaced"
         verdict.markers.append((name, "timeout", f"{plan.items[index].nodeid}: {text}"))
         if stack:
             text += f"\n\nWhere it was:\n{stack}"
@@ -71,7 +72,7 @@ def judge(
         name = thread_running(worker.name, index)
         making = worker.making.get(name)
         doing = f"setting up the session fixture {making} for" if making else "running"
-        text = f"worker {worker.name} crashed: {cause} while {doing} {plan.items[index].nodeid}"
+        text = f"worker {worker.label} {worker.process.how}: {cause} while {doing} {plan.items[index].nodeid}"
         verdict.markers.append((name, "crash", text))
         verdict.failures.append((index, name, text, "crash"))
     elif suspects:
@@ -79,12 +80,12 @@ def judge(
             verdict.lost_attempts.append((
                 index,
                 thread_running(worker.name, index),
-                f"worker {worker.name} crashed ({cause}) while it ran this test and "
+                f"worker {worker.label} {worker.process.how} ({cause}) while it ran this test and "
                 f"{len(suspects) - 1} more on threads; it runs again alone",
             ))
         verdict.isolate = list(suspects)
         verdict.notes.append(
-            f"worker {worker.name} crashed ({cause}) running {len(suspects)} tests "
+            f"worker {worker.label} {worker.process.how} ({cause}) running {len(suspects)} tests "
             "on threads; each ran again alone to find the one that crashed"
         )
     verdict.requeue = [i for i in unfinished if i not in suspects]

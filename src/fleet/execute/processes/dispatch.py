@@ -54,6 +54,13 @@ class Worker:
     # its latest test's result, logged once it is known whether more follow:
     # the worker's own end may add to that test's teardown
     last: tuple[int, str, list[Any]] | None = None
+    ready: bool = True  # it may be given work (a remote worker: once it has collected)
+    where: str = ""  # where it runs, when that is not here: " on node 10.0.0.2"
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``p1``, ``r3 on node 10.0.0.2``."""
+        return self.name + self.where
 
     def unfinished(self) -> list[int]:
         return [index for chain in self.chains.values() for index in chain]

@@ -74,9 +74,15 @@ def spawn_reason() -> str:
 class LocalProcess:
     """A worker process on this machine: what the controller needs of it."""
 
+    how = "crashed"  # what happened to it when it ended unasked
+
     def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None) -> None:
         self.pid = pid
         self.popen = popen
+
+    def ended(self) -> str:
+        """How it ended (it has: its pipe closed): ``signal 9 (SIGKILL)``."""
+        return describe_exit(self.reap())
 
     def kill(self) -> None:
         try:
