@@ -17,7 +17,8 @@ Targets print PASS or MISS; the exit status is 0 either way, because a missed
 target is a finding to report, not a harness failure.
 
 Usage: ``python benchmarks/run.py [--repeat N] [--workloads io,tiny,...]
-[--json out.json] [--quick]``
+[--json out.json] [--quick]``; ``python benchmarks/run.py --profile`` measures
+fleet's cost per test instead (:mod:`overhead`).
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ class PssSampler(threading.Thread):
             self.peak_kb = max(self.peak_kb, session_pss_kb(self.session))
 
 
-def run_pytest(cwd: Path, args: list[str]) -> tuple[float, int, int, str, int]:
+def run_pytest(cwd: Path, args: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int, str, int]:
     """Run pytest once in ``cwd``: (wall seconds, exit code, peak RSS KiB of one
     process, output, peak PSS KiB summed over all its processes)."""
     with tempfile.TemporaryFile("w+") as out:
@@ -153,7 +154,7 @@ def run_pytest(cwd: Path, args: list[str]) -> tuple[float, int, int, str, int]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", *BASE_ARGS, *args],
             cwd=cwd,
-            env=CHILD_ENV,
+            env=CHILD_ENV if env is None else env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -307,7 +308,12 @@ def main() -> int:
     parser.add_argument("--workloads", default=",".join(workloads.WORKLOADS), help="comma-separated (default all)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--quick", action="store_true", help="one run per configuration: a smoke test, not a measurement")
+    parser.add_argument("--profile", action="store_true", help="instead: per-test overhead by component at 5000 and 100k tests (overhead.py)")
     args = parser.parse_args()
+    if args.profile:
+        import overhead
+
+        return overhead.main(["--components", "--tests", "5000,100000", "--repeat", str(args.repeat or 3)])
     repeat = args.repeat or (1 if args.quick else 3)
     names = [n.strip() for n in args.workloads.split(",") if n.strip()]
     unknown = set(names) - set(workloads.WORKLOADS)

@@ -67,11 +67,20 @@ def write_io(dest: Path) -> None:
         (dest / f"test_io_{m:02d}.py").write_text("import time\n" + tests)
 
 
+def write_trivial(dest: Path, count: int) -> None:
+    """``count`` trivial tests in modules of 100: per-test overhead and nothing else."""
+    tests = "".join(f"\n\ndef test_{i}():\n    assert True\n" for i in range(100))
+    width = len(str(max(0, count - 1) // 100))
+    for m in range(-(-count // 100)):
+        body = tests if (m + 1) * 100 <= count else "".join(
+            f"\n\ndef test_{i}():\n    assert True\n" for i in range(count - m * 100)
+        )
+        (dest / f"test_tiny_{m:0{max(2, width)}d}.py").write_text(body.lstrip())
+
+
 def write_tiny(dest: Path) -> None:
     """5000 trivial tests, 50 modules of 100: measures per-test overhead only."""
-    tests = "".join(f"\n\ndef test_{i}():\n    assert True\n" for i in range(100))
-    for m in range(50):
-        (dest / f"test_tiny_{m:02d}.py").write_text(tests.lstrip())
+    write_trivial(dest, 5000)
 
 
 def write_fixtures(dest: Path) -> None:
@@ -174,8 +183,9 @@ WORKLOADS: dict[str, tuple[str, Callable[[Path], None]]] = {
 }
 
 
-def generate(name: str, dest: Path | None = None) -> Path:
-    """(Re)create the suite ``name`` in ``dest`` and return its directory."""
+def generate(name: str, dest: Path | None = None, writer: Callable[[Path], None] | None = None) -> Path:
+    """(Re)create the suite ``name`` in ``dest`` and return its directory
+    (``writer`` writes a suite that is not one of :data:`WORKLOADS`)."""
     dest = Path(dest) if dest is not None else DEFAULT_ROOT / name
     if dest.exists():
         if not (dest / MARKER).exists() and any(dest.iterdir()):
@@ -184,7 +194,7 @@ def generate(name: str, dest: Path | None = None) -> Path:
     dest.mkdir(parents=True)
     (dest / MARKER).write_text(f"{name}\n")
     (dest / "pytest.ini").write_text(PYTEST_INI)
-    WORKLOADS[name][1](dest)
+    (writer or WORKLOADS[name][1])(dest)
     return dest
 
 
