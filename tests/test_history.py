@@ -14,7 +14,7 @@ from conftest import outcomes
 
 DURATIONS = Path(".pytest_cache", "v", "fleet", "durations")
 
-# Three groups in collection order: two short ones, then a long one. Each test
+# Three groups in collection order: two short ones, then a long one (third). Each test
 # records its (group, index), so the order within a group can be checked.
 GROUP_MODULE = """
 import time
@@ -29,7 +29,7 @@ def test_{name}(n):
 
 
 def write_groups(pytester: pytest.Pytester) -> None:
-    for name, seconds in (("first", 0.001), ("second", 0.001), ("long", 0.15)):
+    for name, seconds in (("first", 0.001), ("second", 0.001), ("third", 0.15)):
         pytester.makepyfile(**{f"test_{name}": GROUP_MODULE.format(name=name, seconds=seconds)})
 
 
@@ -51,7 +51,10 @@ def stored(pytester: pytest.Pytester) -> dict:
     return json.loads((pytester.path / DURATIONS).read_text())
 
 
-@pytest.mark.parametrize("mode", [["--mt", "2"], ["--mp", "2"]], ids=["threads", "processes"])
+# With one worker tests start in the order they are handed out; with two,
+# which worker starts first is a race, so the long group must be among the
+# first two tests started.
+@pytest.mark.parametrize("mode", [["--mp", "1"], ["--mt", "2"], ["--mp", "2"]], ids=["one-process", "threads", "processes"])
 def test_the_longest_group_starts_first_once_durations_are_known(pytester: pytest.Pytester, mode: list[str]) -> None:
     write_groups(pytester)
     first = run_cached(pytester, *mode, "--timeline", "first.json")
@@ -59,17 +62,19 @@ def test_the_longest_group_starts_first_once_durations_are_known(pytester: pytes
     # written: every test's duration, the long ones longer
     durations = stored(pytester)["tests"]
     assert len(durations) == 12
-    assert min(v for k, v in durations.items() if "test_long" in k) > max(v for k, v in durations.items() if "test_long" not in k)
-    # without history, collection order: the first group starts first
-    assert slices_in_start_order(pytester.path / "first.json")[0]["name"].startswith("test_first.py")
+    assert min(v for k, v in durations.items() if "test_third" in k) > max(v for k, v in durations.items() if "test_third" not in k)
+    if mode == ["--mp", "1"]:  # without history, collection order: the long group, collected last, runs last
+        assert [e["name"] for e in slices_in_start_order(pytester.path / "first.json")][-4:] == [
+            f"test_third.py::test_third[{n}]" for n in range(4)
+        ]
 
     second = run_cached(pytester, *mode, "--timeline", "second.json")
     assert outcomes(second) == {"passed": 12}, second.stdout.str()
     started = slices_in_start_order(pytester.path / "second.json")
-    assert started[0]["name"] == "test_long.py::test_long[0]"
+    assert "test_third.py::test_third[0]" in [e["name"] for e in started[: 1 if mode == ["--mp", "1"] else 2]]
     # the group's order holds, on one worker
-    long_group = [e for e in started if e["name"].startswith("test_long.py")]
-    assert [e["name"] for e in long_group] == [f"test_long.py::test_long[{n}]" for n in range(4)]
+    long_group = [e for e in started if e["name"].startswith("test_third.py")]
+    assert [e["name"] for e in long_group] == [f"test_third.py::test_third[{n}]" for n in range(4)]
     assert len({e["worker"] for e in long_group}) == 1
     assert "split across workers" not in second.stdout.str()  # a marked group is never split
 
@@ -93,7 +98,7 @@ def test_nothing_is_read_or_written_without_the_cache_provider(pytester: pytest.
 
     run_cached(pytester, "--mt", "2")  # writes durations
     assert (pytester.path / DURATIONS).exists()
-    ignored = run_cached(pytester, "-p", "no:cacheprovider", "--mt", "2", "--timeline", "t.json")
+    ignored = run_cached(pytester, "-p", "no:cacheprovider", "--mp", "1", "--timeline", "t.json")
     assert outcomes(ignored) == {"passed": 12}
     assert slices_in_start_order(pytester.path / "t.json")[0]["name"].startswith("test_first.py")
 
@@ -103,7 +108,7 @@ def test_a_broken_durations_file_is_ignored(pytester: pytest.Pytester) -> None:
     path = pytester.path / DURATIONS
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"tests": {"test_first.py::test_first[0]": "slow", "x": -1}, "fixtures": [3]}))
-    result = run_cached(pytester, "--mt", "2", "--timeline", "t.json")
+    result = run_cached(pytester, "--mp", "1", "--timeline", "t.json")
     assert outcomes(result) == {"passed": 12}, result.stdout.str()
     assert slices_in_start_order(pytester.path / "t.json")[0]["name"].startswith("test_first.py")
     assert len(stored(pytester)["tests"]) == 12  # rewritten whole
@@ -136,7 +141,7 @@ def test_a_module_that_would_be_the_tail_is_split_across_workers(pytester: pytes
     assert outcomes(second) == {"passed": 25}
     second.stdout.fnmatch_lines(["split across workers (from remembered durations, it would have been the run's tail): test_tail.py (*s expected)"])
     started = slices_in_start_order(pytester.path / "second.json")
-    assert started[0]["name"] == "test_tail.py::test_long"
+    assert "test_tail.py::test_long" in [e["name"] for e in started[:2]]  # one of the two workers' first
     by_worker: dict[str, list[str]] = defaultdict(list)
     for event in started:
         by_worker[event["worker"]].append(event["name"])
@@ -156,3 +161,22 @@ def test_a_module_with_costly_fixtures_stays_whole_under_processes(pytester: pyt
     second = run_cached(pytester, "--mp", "2")
     assert outcomes(second) == {"passed": 25}
     assert "split across workers" not in second.stdout.str()
+
+
+def test_no_work_waits_behind_a_long_test_under_processes(pytester: pytest.Pytester) -> None:
+    """The worker running the long test holds nothing else back: the other
+    worker runs the groups, longest first, before any free test."""
+    pytester.makepyfile(test_long="import pytest, time\npytestmark = pytest.mark.group('long')\n\ndef test_long():\n    time.sleep(1.0)\n")
+    for n, seconds in ((1, 0.08), (2, 0.06), (3, 0.04)):
+        pytester.makepyfile(**{f"test_g{n}": GROUP_MODULE.format(name=f"g{n}", seconds=seconds)})
+    pytester.makepyfile(test_free="import pytest, time\npytestmark = pytest.mark.group()\n"
+                        + "".join(f"\ndef test_free_{i}():\n    time.sleep(0.005)\n" for i in range(10)))
+    run_cached(pytester, "--mp", "2")
+    second = run_cached(pytester, "--mp", "2", "--timeline", "second.json")
+    assert outcomes(second) == {"passed": 23}, second.stdout.str()
+    started = [e["name"] for e in slices_in_start_order(pytester.path / "second.json")]
+    assert "test_long.py::test_long" in started[:2]
+    grouped = [name for name in started if name.startswith("test_g")]
+    assert [name.split("::")[0] for name in grouped[::4]] == ["test_g1.py", "test_g2.py", "test_g3.py"]
+    first_free = min(started.index(name) for name in started if name.startswith("test_free"))
+    assert all(started.index(name) < first_free for name in grouped)

@@ -31,6 +31,11 @@ from fleet.plan.schedule import Scheduler
 RESERVE = 1
 # Free tests (in no group) per chain, at most.
 MAX_FREE_CHAIN = 32
+# With durations remembered: a worker whose chains are expected to keep it
+# busy longer than this gets no reserve. A reserve saves a round trip (a
+# millisecond); held behind a long test it is work another worker could start
+# now, and the longest-first order would be lost.
+RESERVE_UNTIL_S = 0.5
 
 
 @dataclass
@@ -61,6 +66,9 @@ class Worker:
 
     def unstarted(self, threads: int) -> int:
         return sum(len(c) for c in self.chains.values()) - min(len(self.chains), threads)
+
+    def held_seconds(self, expected: list[float]) -> float:
+        return sum(expected[i] for chain in self.chains.values() for i in chain)
 
     def unstarted_seconds(self, threads: int, expected: list[float]) -> float:
         """Expected seconds of its tests but the first of each of its first
@@ -124,7 +132,7 @@ class Dispatcher:
         while open_workers:
             for worker in list(open_workers):
                 chain = []
-                if len(worker.chains) < self.threads + RESERVE:
+                if self._has_room(worker):
                     chain = self.scheduler.take_chain(
                         worker.affinity, self._free_chain_length(len(workers)), self._free_chain_seconds(len(workers))
                     )
@@ -141,6 +149,16 @@ class Dispatcher:
                     worker.alone = index
                     self.rerunning.add(index)
                     self._send_chain(worker, [index], alone=True)
+
+    def _has_room(self, worker: Worker) -> bool:
+        """Room for a chain: one per thread, and the reserve (with durations
+        known, only while what it holds is short: :data:`RESERVE_UNTIL_S`)."""
+        held = len(worker.chains)
+        if held < self.threads:
+            return True
+        if held >= self.threads + RESERVE:
+            return False
+        return self.plan.expected is None or worker.held_seconds(self.plan.expected) < RESERVE_UNTIL_S
 
     def _free_chain_length(self, workers: int) -> int:
         slots = max(1, workers) * self.threads
