@@ -120,7 +120,7 @@ class ParallelRun:
 
     def _remember(self) -> list[str]:
         """Store what this run measured; the fleet section's lines about the plan."""
-        if self.report.monitor is not None:
+        if self.history is not None and self.report.monitor is not None:  # None: no cache
             history.remember(self.config, self.history, *self.report.monitor.durations())
         return history.describe_splits(self.splits, self.processes is not None)
 

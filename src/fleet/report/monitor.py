@@ -25,7 +25,7 @@ from fleet.state.internals import internal_frame
 TICK = 0.25  # seconds between two looks at what is running
 
 
-@dataclass
+@dataclass(slots=True)  # one per test or phase: 100k tests keep them all
 class Phase:
     when: str  # setup, call, teardown
     start: float
@@ -33,7 +33,7 @@ class Phase:
     outcome: str
 
 
-@dataclass
+@dataclass(slots=True)
 class FixtureRun:
     """One fixture set up inside a test's set-up."""
 
@@ -45,7 +45,7 @@ class FixtureRun:
     project: bool  # defined by the project under test, not by pytest or a plugin
 
 
-@dataclass
+@dataclass(slots=True)  # one per test or phase: 100k tests keep them all
 class TestRecord:
     nodeid: str
     worker: str
@@ -65,7 +65,7 @@ class TestRecord:
         return max((p.stop for p in self.phases if p.start), default=0.0)
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     """A run of a test that ended in its worker's crash and is run again."""
 
@@ -76,7 +76,7 @@ class Attempt:
     text: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Marker:
     """A moment on a worker's track: a crash, a timeout, a restart."""
 
