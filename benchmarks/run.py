@@ -17,7 +17,8 @@ Targets print PASS or MISS; the exit status is 0 either way, because a missed
 target is a finding to report, not a harness failure.
 
 Usage: ``python benchmarks/run.py [--repeat N] [--workloads io,tiny,...]
-[--json out.json] [--quick]``
+[--json out.json] [--quick]``; ``python benchmarks/run.py --profile`` measures
+fleet's cost per test instead (:mod:`overhead`).
 """
 
 from __future__ import annotations
@@ -49,11 +50,17 @@ FLEET_CONFIGS = {
         ["--mt", "auto"],
         ["--mp", "2", "--mt", "32", "--group-unit", "function"],
     ],
-    "tiny": [["--mt", "auto"], ["--mt", "4"], ["--mp", "2"]],
+    "tiny": [["--mt", "auto"], ["--mt", "4"], ["--mp", "2"], ["--mp", "2", "--mt", "2"]],
     "fixtures": [["--mt", "16", "--group-unit", "function"], ["--mt", "auto"], ["--mp", "2", "--mt", "8"]],
     "groups": [["--mt", "10"], ["--mp", "2", "--mt", "5"]],
     "cpu": [["--mt", "auto"], ["--mp", "2"]],
+    "io_skew": [["--mt", "64"], ["--mp", "2", "--mt", "16"]],
+    "long_tail": [["--mp", "2"]],
 }
+# Workloads measured on fleet's second run: each fleet configuration has its
+# own pytest cache directory, filled by one unmeasured run first, so the
+# scheduler knows the durations (fleet/durations).
+HISTORY_WORKLOADS = {"io_skew", "long_tail"}
 # The fixtures workload's floor: the 2 s session fixture, then one module's
 # 0.3 s fixture and its 20 tests of 50 ms, all modules side by side.
 FIXTURES_LIMIT_S = 2.0 + 0.3 + 20 * 0.05
@@ -71,6 +78,7 @@ class Config:
     label: str
     kind: str  # serial | xdist | fleet
     args: list[str]
+    cache_dir: str | None = None  # with pytest's cache on, here (HISTORY_WORKLOADS)
     times: list[float] = field(default_factory=list)
     rss_kb: list[int] = field(default_factory=list)
     pss_kb: list[int] = field(default_factory=list)
@@ -101,8 +109,26 @@ def configurations(name: str, xdist: bool) -> list[Config]:
     configs = [Config("serial", "serial", [])]
     if xdist:
         configs += [Config(f"xdist -n {n}", "xdist", ["-n", str(n)]) for n in XDIST_WORKERS]
-    configs += [Config("fleet " + " ".join(a), "fleet", a) for a in FLEET_CONFIGS[name]]
+    history = name in HISTORY_WORKLOADS
+    configs += [
+        Config("fleet " + " ".join(a), "fleet", a, f".cache-{n}" if history else None)
+        for n, a in enumerate(FLEET_CONFIGS[name])
+    ]
     return configs
+
+
+def pytest_args(config: Config) -> tuple[list[str], list[str]]:
+    """(base arguments, arguments) of one run of ``config``."""
+    if config.cache_dir is None:
+        return BASE_ARGS, config.args
+    return ["-q"], ["-o", f"cache_dir={config.cache_dir}", *config.args]
+
+
+def remember_durations(suite: Path, config: Config) -> None:
+    """One unmeasured run that leaves the durations in ``config``'s cache."""
+    shutil.rmtree(suite / config.cache_dir, ignore_errors=True)
+    base, args = pytest_args(config)
+    run_pytest(suite, args, base=base)
 
 
 PSS_SAMPLE_S = 0.2
@@ -145,15 +171,17 @@ class PssSampler(threading.Thread):
             self.peak_kb = max(self.peak_kb, session_pss_kb(self.session))
 
 
-def run_pytest(cwd: Path, args: list[str]) -> tuple[float, int, int, str, int]:
+def run_pytest(
+    cwd: Path, args: list[str], env: dict[str, str] | None = None, base: list[str] = BASE_ARGS
+) -> tuple[float, int, int, str, int]:
     """Run pytest once in ``cwd``: (wall seconds, exit code, peak RSS KiB of one
     process, output, peak PSS KiB summed over all its processes)."""
     with tempfile.TemporaryFile("w+") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", *BASE_ARGS, *args],
+            [sys.executable, "-m", "pytest", *base, *args],
             cwd=cwd,
-            env=CHILD_ENV,
+            env=CHILD_ENV if env is None else env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -210,7 +238,8 @@ def order_violations(path: Path) -> int:
 def measure(name: str, suite: Path, config: Config) -> None:
     records = suite / workloads.RECORDS
     shutil.rmtree(records, ignore_errors=True)
-    wall, code, rss, output, pss = run_pytest(suite, config.args)
+    base, args = pytest_args(config)
+    wall, code, rss, output, pss = run_pytest(suite, args, base=base)
     config.pss_kb.append(pss)
     config.times.append(wall)
     config.codes.append(code)
@@ -256,6 +285,9 @@ def targets(name: str, configs: list[Config], collect_s: float) -> list[tuple[bo
         processes = find(configs, "fleet --mp 2")
         ratio = processes.median / serial.median
         results.append((ratio < 1, f"tiny: fleet --mp 2 {ratio:.2f}x serial time; need < 1x"))
+        for fleet in (c for c in configs if c.kind == "fleet"):  # issue 16
+            ratio = fleet.median / serial.median
+            results.append((ratio <= 0.9, f"tiny: {fleet.label} {ratio:.2f}x serial time; need <= 0.9x"))
     elif name == "fixtures":
         for fleet in (c for c in configs if c.kind == "fleet"):
             ok = set(fleet.session_counts) == {1} and set(fleet.module_counts) == {10}
@@ -274,6 +306,18 @@ def targets(name: str, configs: list[Config], collect_s: float) -> list[tuple[bo
         two = find(configs, "xdist -n 2")
         if two:
             results.append((processes.median <= two.median, f"cpu: fleet --mp 2 {processes.median:.2f} s vs xdist -n 2 {two.median:.2f} s; need not slower"))
+    elif name == "io_skew":
+        limit = 1.1 * (max(workloads.io_skew_durations()) + collect_s)
+        for fleet in (c for c in configs if c.kind == "fleet"):
+            results.append((fleet.median <= limit, f"io_skew: {fleet.label} {fleet.median:.2f} s (second run); need <= 1.1 x (longest {max(workloads.io_skew_durations()):.1f} + {collect_s:.2f} collect) = {limit:.2f} s"))
+    elif name == "long_tail":
+        processes = find(configs, "fleet --mp 2")
+        total_s = serial.median - collect_s
+        limit = 1.1 * max(total_s / 2, workloads.LONG_TAIL_LONGEST_S)
+        results.append((processes.median <= limit, f"long_tail: fleet --mp 2 {processes.median:.2f} s (second run); need <= 1.1 x max({total_s:.2f} serial test time / 2, longest {workloads.LONG_TAIL_LONGEST_S:.0f}) = {limit:.2f} s"))
+        two = find(configs, "xdist -n 2")
+        if two:
+            results.append((processes.median <= two.median, f"long_tail: fleet --mp 2 {processes.median:.2f} s vs xdist -n 2 {two.median:.2f} s; need not slower"))
     for config in configs:
         if config.kind == "fleet" and any(config.codes):
             results.append((False, f"{name}: {config.label} exit codes {config.codes}"))
@@ -307,7 +351,12 @@ def main() -> int:
     parser.add_argument("--workloads", default=",".join(workloads.WORKLOADS), help="comma-separated (default all)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--quick", action="store_true", help="one run per configuration: a smoke test, not a measurement")
+    parser.add_argument("--profile", action="store_true", help="instead: per-test overhead by component at 5000 and 100k tests (overhead.py)")
     args = parser.parse_args()
+    if args.profile:
+        import overhead
+
+        return overhead.main(["--components", "--tests", "5000,100000", "--repeat", str(args.repeat or 3)])
     repeat = args.repeat or (1 if args.quick else 3)
     names = [n.strip() for n in args.workloads.split(",") if n.strip()]
     unknown = set(names) - set(workloads.WORKLOADS)
@@ -331,6 +380,9 @@ def main() -> int:
             print(f"\n{name}: collection failed (exit {code}):\n{output}")
             continue
         configs = configurations(name, xdist)
+        for config in configs:
+            if config.cache_dir is not None:
+                remember_durations(suite, config)
         for _ in range(repeat):
             for config in configs:
                 measure(name, suite, config)

@@ -17,6 +17,7 @@ Usage: ``python benchmarks/workloads.py [NAME ...] [--dest DIR]``
 from __future__ import annotations
 
 import argparse
+import random
 import shutil
 import textwrap
 import time
@@ -67,11 +68,56 @@ def write_io(dest: Path) -> None:
         (dest / f"test_io_{m:02d}.py").write_text("import time\n" + tests)
 
 
+def io_skew_durations() -> list[float]:
+    """200 sleeps with a long tail (seeded, so every run measures the same suite):
+    most tests take tens of milliseconds, a few take a second or more, the
+    longest 2 s."""
+    rng = random.Random(16)
+    durations = [round(min(1.6, 0.01 * rng.paretovariate(1.1)), 3) for _ in range(199)]
+    return durations + [2.0]  # the longest test, last in collection order
+
+
+def write_io_skew(dest: Path) -> None:
+    """200 sleeping tests of long-tailed durations, 10 modules of 20; the 2 s
+    test is the last one collected, so collection order starts it last."""
+    durations = io_skew_durations()
+    for m in range(10):
+        tests = "".join(
+            f"\n\ndef test_{i}():\n    time.sleep({durations[m * 20 + i]})\n" for i in range(20)
+        )
+        (dest / f"test_skew_{m:02d}.py").write_text("import time\n" + tests)
+
+
+LONG_TAIL_SMALL_S = 0.02
+LONG_TAIL_LONGEST_S = 15.0
+
+
+def write_long_tail(dest: Path) -> None:
+    """One module of 300 small tests (20 ms) and one 15 s test, its last, plus
+    5 modules of 100 small tests: as one group that module is the run's tail."""
+    small = "".join(f"\n\ndef test_small_{i}():\n    time.sleep({LONG_TAIL_SMALL_S})\n" for i in range(300))
+    (dest / "test_long_module.py").write_text(
+        "import time\n" + small + f"\n\ndef test_longest():\n    time.sleep({LONG_TAIL_LONGEST_S})\n"
+    )
+    others = "".join(f"\n\ndef test_{i}():\n    time.sleep({LONG_TAIL_SMALL_S})\n" for i in range(100))
+    for m in range(5):
+        (dest / f"test_other_{m:02d}.py").write_text("import time\n" + others)
+
+
+def write_trivial(dest: Path, count: int) -> None:
+    """``count`` trivial tests in modules of 100: per-test overhead and nothing else."""
+    tests = "".join(f"\n\ndef test_{i}():\n    assert True\n" for i in range(100))
+    width = len(str(max(0, count - 1) // 100))
+    for m in range(-(-count // 100)):
+        body = tests if (m + 1) * 100 <= count else "".join(
+            f"\n\ndef test_{i}():\n    assert True\n" for i in range(count - m * 100)
+        )
+        (dest / f"test_tiny_{m:0{max(2, width)}d}.py").write_text(body.lstrip())
+
+
 def write_tiny(dest: Path) -> None:
     """5000 trivial tests, 50 modules of 100: measures per-test overhead only."""
-    tests = "".join(f"\n\ndef test_{i}():\n    assert True\n" for i in range(100))
-    for m in range(50):
-        (dest / f"test_tiny_{m:02d}.py").write_text(tests.lstrip())
+    write_trivial(dest, 5000)
 
 
 def write_fixtures(dest: Path) -> None:
@@ -171,11 +217,14 @@ WORKLOADS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "fixtures": ("200 tests x 50 ms, 10 modules; 2 s session + 0.3 s module fixture", write_fixtures),
     "groups": ("10 groups x 10 ordered tests x 0.1 s", write_groups),
     "cpu": ("40 tests x ~0.25 s pure-Python CPU, 4 modules", write_cpu),
+    "io_skew": ("200 sleeping tests, long-tailed durations (longest 2 s), 10 modules", write_io_skew),
+    "long_tail": ("a module of 300 x 20 ms tests + one 15 s test; 5 modules of 100 x 20 ms", write_long_tail),
 }
 
 
-def generate(name: str, dest: Path | None = None) -> Path:
-    """(Re)create the suite ``name`` in ``dest`` and return its directory."""
+def generate(name: str, dest: Path | None = None, writer: Callable[[Path], None] | None = None) -> Path:
+    """(Re)create the suite ``name`` in ``dest`` and return its directory
+    (``writer`` writes a suite that is not one of :data:`WORKLOADS`)."""
     dest = Path(dest) if dest is not None else DEFAULT_ROOT / name
     if dest.exists():
         if not (dest / MARKER).exists() and any(dest.iterdir()):
@@ -184,7 +233,7 @@ def generate(name: str, dest: Path | None = None) -> Path:
     dest.mkdir(parents=True)
     (dest / MARKER).write_text(f"{name}\n")
     (dest / "pytest.ini").write_text(PYTEST_INI)
-    WORKLOADS[name][1](dest)
+    (writer or WORKLOADS[name][1])(dest)
     return dest
 
 

@@ -21,6 +21,7 @@ from fleet.execute.processes.worker import run_spawned
 from fleet.execute.threads import ThreadExecutor
 from fleet.front import login
 from fleet.front.options import max_worker_restart
+from fleet.plan import history
 from fleet.plan.division import Division
 from fleet.plan.groups import Plan, make_plan, switched_notes
 from fleet.plan.placement import Placement, caught_notes
@@ -51,6 +52,8 @@ class ParallelRun:
         config.pluginmanager.register(self.report, "fleet-run-report")
         self._scopes: SharedScopes | None = None
         self._hook_units: Mapping[pytest.Item, Any] | None = None
+        self.history: history.History | None = None
+        self.splits: dict[Hashable, history.Split] = {}
 
     @pytest.hookimpl(wrapper=True)
     def pytest_collection_modifyitems(
@@ -82,7 +85,7 @@ class ParallelRun:
         if session.config.option.collectonly:
             return True
         self.placement = Placement(session.config)
-        plan = make_plan(session.items, self.unit, self._units(session), self.placement.exclusive)
+        plan = self._plan(session)
         internals.warm_tmp_path_factory(session.config)
         relay.tally(session.config)
         if self.processes is not None:
@@ -95,13 +98,40 @@ class ParallelRun:
             raise session.Interrupted(session.shouldstop)
         return True
 
-    def _run_processes(self, session: pytest.Session, plan: Plan) -> None:
+    def _plan(self, session: pytest.Session) -> Plan:
+        """Groups, with remembered durations if any; modules that would be the
+        run's tail split when that pays (:mod:`fleet.plan.history`)."""
+        units = self._units(session)
+        self.history = history.load(session.config)
+        expected = history.expected_times(self.history, session.items)
+        plan = make_plan(session.items, self.unit, units, self.placement.exclusive, expected)
+        if expected is None or self.history is None or self.unit != "module":
+            return plan
+        if self.processes is not None:
+            processes, threads = process_layout(self._wanted_processes(), self.threads, len(plan.items))
+        else:
+            processes, threads = 1, thread_count(self.threads, len(plan.items))
+        self.splits = history.modules_to_split(plan, self.history, expected, processes * threads, processes)
+        if not self.splits:
+            return plan
+        return make_plan(session.items, self.unit, units, self.placement.exclusive, expected, frozenset(self.splits))
+
+    def _wanted_processes(self) -> int | str | None:
         wanted = self.processes
         if wanted == "auto" and self.cluster is not None:
             wanted = self.cluster.cpus()
         elif wanted == "auto":
             wanted = nodes.auto_workers(self.config) or "auto"
-        processes, threads = process_layout(wanted, self.threads, plan.runnable_groups)
+        return wanted
+
+    def _remember(self) -> list[str]:
+        """Store what this run measured; the fleet section's lines about the plan."""
+        if self.history is not None and self.report.monitor is not None:  # None: no cache
+            history.remember(self.config, self.history, *self.report.monitor.durations())
+        return history.describe_splits(self.splits, self.processes is not None)
+
+    def _run_processes(self, session: pytest.Session, plan: Plan) -> None:
+        processes, threads = process_layout(self._wanted_processes(), self.threads, plan.runnable_groups)
         restarts = max_worker_restart(self.config)
         self._scopes = SharedScopes(session, plan.sequential_nodes, plan.switched)
         self._scopes.install()
@@ -129,7 +159,7 @@ class ParallelRun:
             self.report.finished(
                 executor.summary() + caught_notes(executor.caught, remembered) + self.placement.summary(threads > 1)
                 + switched_notes(plan, processes * threads)
-                + _lost_reports(session),
+                + _lost_reports(session) + self._remember(),
                 executor.per_process,
             )
 
@@ -149,7 +179,7 @@ class ParallelRun:
             self.report.finished(
                 executor.notes + caught_notes(caught, remembered) + self.placement.summary(threads > 1)
                 + switched_notes(plan, threads)
-                + _lost_reports(session), {}
+                + _lost_reports(session) + self._remember(), {}
             )
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:

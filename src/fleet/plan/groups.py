@@ -42,6 +42,8 @@ class Plan:
     # session and package fixtures whose parameter changes between tests ->
     # how many tests use them: those run one after another, in pytest's order
     switched: dict[str, int] = field(default_factory=dict)
+    # per item: its expected own seconds, from earlier runs (None: no history)
+    expected: list[float] | None = None
 
     @property
     def runnable_groups(self) -> int:
@@ -105,10 +107,14 @@ def make_plan(
     unit: str,
     units: Callable[[pytest.Item], tuple[Hashable, ...]] | None = None,
     exclusive: Callable[[pytest.Item], bool] | None = None,
+    expected: list[float] | None = None,
+    loose: frozenset[Hashable] = frozenset(),
 ) -> Plan:
     """Group ``items`` by marks and ``unit``, or by ``units`` (a division) if
-    given; ``exclusive`` says which run alone (:mod:`fleet.plan.placement`)."""
-    plan = Plan(items=list(items))
+    given; ``exclusive`` says which run alone (:mod:`fleet.plan.placement`);
+    ``expected`` are their remembered times; the groups in ``loose`` (split
+    modules, :mod:`fleet.plan.history`) are not formed."""
+    plan = Plan(items=list(items), expected=expected)
     extra: dict[int, tuple[Hashable, ...]] = {}
     if plan.items:
         # each adapter answers {test index: group key}
@@ -121,6 +127,8 @@ def make_plan(
         keys = units(item) if units is not None else group_keys(item, unit)
         if index in extra:
             keys = tuple(dict.fromkeys(keys + extra[index]))
+        if loose:
+            keys = tuple(key for key in keys if key not in loose)
         plan.memberships.append(keys)
         plan.exclusive.append(exclusive(item) if exclusive is not None else False)
         plan.affinity.append(keys[0] if keys else ("module", item.nodeid.split("::", 1)[0]))

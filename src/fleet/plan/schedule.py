@@ -15,6 +15,13 @@ starts; they are taken only when no ordinary test is ready, so they cost as
 little concurrency as possible. Between processes (``exclusive_within_process``)
 that is the worker process's business, and here they are ordinary tests.
 
+With durations remembered from earlier runs (``plan.expected``), "first"
+means *longest first* (LPT) instead of first in collection order: a group
+counts as its remaining expected time, a free test as its own, so the group
+or test that would otherwise finish last starts first; and batches of free
+tests are sized by expected time, shrinking as the work left shrinks, so
+workers finish together. Without history nothing changes.
+
 Worker threads call :meth:`Scheduler.next`, which blocks. The process
 controller calls :meth:`Scheduler.take_chain`, which does not: it hands out a
 *chain*, tests that one worker thread runs one after another, so a group's
@@ -36,7 +43,13 @@ class Scheduler:
         self._plan = plan
         self._exclusive_global = not exclusive_within_process
         self._heads = {key: 0 for key in plan.groups}
-        # affinity key -> heap of ready, ordinary test indices
+        # Heaps hold ranks: a test's place in the order tests are preferred in
+        # (collection order, or longest first with history); _by_rank maps back.
+        self._rank, self._by_rank = _ranks(plan)
+        self._lpt = plan.expected is not None
+        self._expected = plan.expected or [0.0] * len(plan.items)
+        self._unstarted_seconds = sum(self._expected)
+        # affinity key -> heap of the ranks of its ready, ordinary tests
         self._ready: dict[Hashable, list[int]] = {}
         self._ready_exclusive: list[int] = []
         self._queued = [False] * len(plan.items)
@@ -61,21 +74,23 @@ class Scheduler:
     def _push(self, index: int) -> None:
         self._queued[index] = True
         if self._exclusive_global and self._plan.exclusive[index]:
-            heapq.heappush(self._ready_exclusive, index)
+            heapq.heappush(self._ready_exclusive, self._rank[index])
         else:
-            heapq.heappush(self._ready.setdefault(self._plan.affinity[index], []), index)
+            heapq.heappush(self._ready.setdefault(self._plan.affinity[index], []), self._rank[index])
 
     def _pick(self, affinity: Hashable | None) -> int | None:
         if affinity in self._ready:
             module = affinity
         elif not self._ready:
             return None
+        elif self._lpt:  # the longest work left, wherever it is
+            module = min(self._ready, key=lambda m: self._ready[m][0])
         else:
             module = min(
                 self._ready, key=lambda m: (self._occupied[m] > 0, self._ready[m][0])
             )
         heap = self._ready[module]
-        index = heapq.heappop(heap)
+        index = self._by_rank[heapq.heappop(heap)]
         if not heap:
             del self._ready[module]
         return index
@@ -101,12 +116,13 @@ class Scheduler:
                         return self._start(index)
                     if self._ready_exclusive and self._running == 0:
                         self._exclusive_running = True
-                        return self._start(heapq.heappop(self._ready_exclusive))
+                        return self._start(self._by_rank[heapq.heappop(self._ready_exclusive)])
                 self._cond.wait()
 
     def _start(self, index: int) -> int:
         self._running += 1
         self._occupied[self._plan.affinity[index]] += 1
+        self._unstarted_seconds -= self._expected[index]
         return index
 
     def done(self, index: int) -> None:
@@ -148,13 +164,19 @@ class Scheduler:
     def remaining(self) -> int:
         return self._remaining
 
-    def take_chain(self, affinity: Hashable | None, free_tests: int) -> list[int]:
+    @property
+    def unstarted_seconds(self) -> float | None:
+        """Expected seconds of the tests not handed out yet; None without history."""
+        return self._unstarted_seconds if self._lpt else None
+
+    def take_chain(self, affinity: Hashable | None, free_tests: int, free_seconds: float | None = None) -> list[int]:
         """Tests for one worker thread to run in this order; [] if none is ready.
 
         A group's ready test comes with the rest of its group (up to the first
         test that also belongs to another group): a group is never split
         between workers unless one gives tests back. A test in no group comes
-        with up to ``free_tests - 1`` more ready ones of its module.
+        with up to ``free_tests - 1`` more ready ones of its module, fewer if
+        their expected times add up to ``free_seconds`` first.
         """
         plan = self._plan
         with self._cond:
@@ -175,8 +197,11 @@ class Scheduler:
             elif not keys:
                 key = plan.affinity[index]
                 heap = self._ready.get(key)
-                while heap and len(chain) < free_tests:
-                    chain.append(self._start(heapq.heappop(heap)))
+                seconds = self._expected[index]
+                while heap and len(chain) < free_tests and (free_seconds is None or seconds < free_seconds):
+                    following = self._by_rank[heapq.heappop(heap)]
+                    seconds += self._expected[following]
+                    chain.append(self._start(following))
                 if heap is not None and not heap:
                     del self._ready[key]
             return chain
@@ -189,6 +214,29 @@ class Scheduler:
                 self._running -= 1
                 self._occupied[plan.affinity[index]] -= 1
                 self._queued[index] = False
+                self._unstarted_seconds += self._expected[index]
             for index in sorted(indices):
                 if not self._queued[index] and self._is_ready(index):
                     self._push(index)
+
+
+def _ranks(plan: Plan) -> tuple[list[int], list[int]]:
+    """(rank of each test, test of each rank). Without history the rank is the
+    test's index; with it, tests are ranked by how much expected work their
+    start opens, most first: a group's test by the time from it to the
+    group's end, a free test by its own."""
+    identity = list(range(len(plan.items)))
+    expected = plan.expected
+    if expected is None:
+        return identity, identity
+    weight = list(expected)
+    for members in plan.groups.values():
+        left = 0.0
+        for index in reversed(members):
+            left += expected[index]
+            weight[index] = max(weight[index], left)
+    by_rank = sorted(identity, key=lambda i: (-weight[i], i))
+    rank = [0] * len(by_rank)
+    for position, index in enumerate(by_rank):
+        rank[index] = position
+    return rank, by_rank

@@ -17,14 +17,13 @@ from __future__ import annotations
 import io
 import shutil
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from rich.console import Console, Group
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+
+if TYPE_CHECKING:  # rich is imported only when the live view is drawn (~80 ms)
+    from rich.console import Console, Group
+    from rich.live import Live
 
 from fleet.state import internals
 from fleet.report.monitor import RunMonitor
@@ -59,6 +58,9 @@ class Progress:
     def start(self) -> None:
         if not self.wants_live():
             return
+        from rich.console import Console
+        from rich.live import Live
+
         terminal = internals.terminal_file(self.reporter)
         console = Console(file=terminal, force_terminal=True)
         self._live = Live(
@@ -97,6 +99,11 @@ class Progress:
     # -- the live view -----------------------------------------------------------
 
     def render(self) -> Group:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
         monitor = self.monitor
         counts = dict(monitor.counts)
         done, total = monitor.done, monitor.total
@@ -149,6 +156,8 @@ class _Lines(io.TextIOBase):
     def write(self, text: str) -> int:
         self._buffer += text
         if "\n" in self._buffer:
+            from rich.text import Text
+
             lines, _, self._buffer = self._buffer.rpartition("\n")
             self._console.print(Text.from_ansi(lines), soft_wrap=True)
         return len(text)

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
+from fleet.plan.history import REPEATED_SCOPES, WIDER_SCOPES
 from fleet.state.context import current
 from fleet.state.session_fixtures import is_project_fixture
 from fleet.state.internals import internal_frame
@@ -24,7 +25,7 @@ from fleet.state.internals import internal_frame
 TICK = 0.25  # seconds between two looks at what is running
 
 
-@dataclass
+@dataclass(slots=True)  # one per test or phase: 100k tests keep them all
 class Phase:
     when: str  # setup, call, teardown
     start: float
@@ -32,7 +33,7 @@ class Phase:
     outcome: str
 
 
-@dataclass
+@dataclass(slots=True)
 class FixtureRun:
     """One fixture set up inside a test's set-up."""
 
@@ -45,7 +46,7 @@ class FixtureRun:
     defined: str = ""  # where (its base node id): two fixtures may share a name
 
 
-@dataclass
+@dataclass(slots=True)  # one per test or phase: 100k tests keep them all
 class TestRecord:
     nodeid: str
     worker: str
@@ -65,7 +66,7 @@ class TestRecord:
         return max((p.stop for p in self.phases if p.start), default=0.0)
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     """A run of a test that ended in its worker's crash and is run again."""
 
@@ -76,7 +77,7 @@ class Attempt:
     text: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Marker:
     """A moment on a worker's track: a crash, a timeout, a restart."""
 
@@ -197,6 +198,29 @@ class RunMonitor:
     def since(self, worker: str, nodeid: str) -> float | None:
         entry = self._running.get(worker)
         return entry[1] if entry is not None and entry[0] == nodeid else None
+
+    def durations(self) -> tuple[dict[str, float], dict[str, float]]:
+        """What this run measured, for :func:`fleet.plan.history.remember`:
+        each test's own seconds (less the wider-scoped fixtures set up inside
+        it), and each module's and class's fixture set-up seconds."""
+        tests: dict[str, float] = {}
+        setups: dict[tuple[str, str], float] = {}  # (instance, fixture) -> seconds
+        for record in self.records.values():
+            if record.worker == "-" or not record.start:
+                continue  # never ran
+            wider = 0.0
+            for fixture in record.fixtures:
+                if fixture.scope in WIDER_SCOPES:
+                    wider += fixture.stop - fixture.start
+                    if fixture.scope in REPEATED_SCOPES:
+                        key = (fixture.instance, fixture.argname)
+                        setups[key] = max(setups.get(key, 0.0), fixture.stop - fixture.start)
+            tests[record.nodeid] = round(max(0.0, record.stop - record.start - wider), 6)
+        fixtures: dict[str, float] = {}
+        for (instance, _), seconds in setups.items():
+            node = instance.rsplit("[", 1)[0]
+            fixtures[node] = round(fixtures.get(node, 0.0) + seconds, 6)
+        return tests, fixtures
 
     # -- from the reports the controller logs --------------------------------
 

@@ -2,7 +2,8 @@
 
 The controller hands out *chains* from the scheduler: a group's remaining
 tests in order (one round trip for the whole group, its order kept inside the
-worker), or a batch of free tests sized to the work left. Each worker holds
+worker), or a batch of free tests sized to the work left (by expected time
+when durations are remembered). Each worker holds
 one chain per thread plus :data:`RESERVE`. A worker with nothing to do while
 another holds tests it has not started gets some of them: the other is asked
 to give back its reserve and half of its free tests; a group is never split.
@@ -30,6 +31,11 @@ from fleet.plan.schedule import Scheduler
 RESERVE = 1
 # Free tests (in no group) per chain, at most.
 MAX_FREE_CHAIN = 32
+# With durations remembered: a worker whose chains are expected to keep it
+# busy longer than this gets no reserve. A reserve saves a round trip (a
+# millisecond); held behind a long test it is work another worker could start
+# now, and the longest-first order would be lost.
+RESERVE_UNTIL_S = 0.5
 
 
 @dataclass
@@ -67,6 +73,15 @@ class Worker:
 
     def unstarted(self, threads: int) -> int:
         return sum(len(c) for c in self.chains.values()) - min(len(self.chains), threads)
+
+    def held_seconds(self, expected: list[float]) -> float:
+        return sum(expected[i] for chain in self.chains.values() for i in chain)
+
+    def unstarted_seconds(self, threads: int, expected: list[float]) -> float:
+        """Expected seconds of its tests but the first of each of its first
+        ``threads`` chains (those may be running)."""
+        chains = list(self.chains.values())
+        return sum(expected[i] for n, chain in enumerate(chains) for i in chain[1 if n < threads else 0:])
 
     def finished(self, index: int, affinity: Hashable) -> None:
         for number, chain in self.chains.items():
@@ -124,8 +139,10 @@ class Dispatcher:
         while open_workers:
             for worker in list(open_workers):
                 chain = []
-                if len(worker.chains) < self.threads + RESERVE:
-                    chain = self.scheduler.take_chain(worker.affinity, self._free_chain_length(len(workers)))
+                if self._has_room(worker):
+                    chain = self.scheduler.take_chain(
+                        worker.affinity, self._free_chain_length(len(workers)), self._free_chain_seconds(len(workers))
+                    )
                 if chain:
                     self._send_chain(worker, chain)
                 else:
@@ -140,9 +157,27 @@ class Dispatcher:
                     self.rerunning.add(index)
                     self._send_chain(worker, [index], alone=True)
 
+    def _has_room(self, worker: Worker) -> bool:
+        """Room for a chain: one per thread, and the reserve (with durations
+        known, only while what it holds is short: :data:`RESERVE_UNTIL_S`)."""
+        held = len(worker.chains)
+        if held < self.threads:
+            return True
+        if held >= self.threads + RESERVE:
+            return False
+        return self.plan.expected is None or worker.held_seconds(self.plan.expected) < RESERVE_UNTIL_S
+
     def _free_chain_length(self, workers: int) -> int:
         slots = max(1, workers) * self.threads
         return max(1, min(MAX_FREE_CHAIN, self.scheduler.remaining // (slots * 4)))
+
+    def _free_chain_seconds(self, workers: int) -> float | None:
+        """With history: a quarter of each thread's share of the work not yet
+        handed out, so batches shrink towards the end and workers finish together."""
+        unstarted = self.scheduler.unstarted_seconds
+        if unstarted is None:
+            return None
+        return unstarted / (max(1, workers) * self.threads * 4)
 
     def _send_chain(self, worker: Worker, chain: list[int], alone: bool = False) -> None:
         entries = []
@@ -167,7 +202,11 @@ class Dispatcher:
             if not w.asked_back and w.may_give_back and w.alone is None and w.unstarted(self.threads) > 1
         ]
         if victims:
-            victim = max(victims, key=lambda w: w.unstarted(self.threads))
+            expected = self.plan.expected
+            if expected is None:
+                victim = max(victims, key=lambda w: w.unstarted(self.threads))
+            else:  # the one with the most expected work not started
+                victim = max(victims, key=lambda w: w.unstarted_seconds(self.threads, expected))
             victim.asked_back = True
             self._send(victim, ("give back",))
 

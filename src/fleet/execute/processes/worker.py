@@ -217,21 +217,29 @@ class WorkerProcess:
             self._work.notify()
 
     def _give_back(self, everything: bool) -> list[int]:
-        """Tests not yet started: all of them, or about half (never a group's tail)."""
+        """Tests not yet started: all of them, or about half, by count or by
+        expected time (never a group's tail)."""
+        expected = self.plan.expected
+        weight = (lambda i: 1.0) if expected is None else expected.__getitem__  # by count, or by expected time
         with self._work:
             if everything:
                 self._stopping = True
                 self._work.notify_all()
-            pending = sum(len(c.indices) for c in self._queued) + sum(
-                len(c.indices) for c in self._started if everything or c.free
+            pending = sum(weight(i) for c in self._queued for i in c.indices) + sum(
+                weight(i) for c in self._started if everything or c.free for i in c.indices
             )
-            wanted = pending if everything else pending // 2
+            wanted = pending if everything else (pending // 2 if expected is None else pending / 2)
             returned: list[int] = []
-            while self._queued and len(returned) < wanted:
-                returned[:0] = self._queued.pop().indices
+            given = 0.0
+            while self._queued and (everything or given < wanted):
+                chain = self._queued.pop()
+                returned[:0] = chain.indices
+                given += sum(weight(i) for i in chain.indices)
             for chain in self._started:
-                while (everything or chain.free) and chain.indices and len(returned) < wanted:
-                    returned.append(chain.indices.pop())
+                while (everything or chain.free) and chain.indices and (everything or given < wanted):
+                    index = chain.indices.pop()
+                    returned.append(index)
+                    given += weight(index)
         for index in returned:
             self.setupstate.unexpect(self.plan.items[index])
         return sorted(returned)
