@@ -244,6 +244,69 @@ def test_overlapping_stream_swaps_take_turns(pytester, mode) -> None:
     assert outcomes(result) == {"passed": 4}
 
 
+def test_a_test_run_again_alone_gives_the_streams_back(pytester) -> None:
+    # two failures beside a caught test run again alone, each replacing
+    # sys.stdout: the second must not wait for a turn the first never gave back
+    pytester.makepyfile(shared="busy = 0\n")
+    pytester.makepyfile(test_swap="""
+        import io, sys, time
+        import shared
+
+        def test_swap():
+            shared.busy += 1
+            old, sys.stdout = sys.stdout, io.StringIO()
+            time.sleep(0.3)
+            sys.stdout = old
+            shared.busy -= 1
+        """)
+    for name in ("one", "two"):
+        pytester.makepyfile(**{f"test_{name}": """
+            import contextlib, io, time
+            import shared
+
+            def test_it():
+                time.sleep(0.05)
+                seen = shared.busy
+                with contextlib.redirect_stdout(io.StringIO()):
+                    print("x")
+                assert seen == 0
+            """})
+    result = run(pytester, "--mt", "3", "-p", "no:randomly", timeout=30)
+    assert outcomes(result) == {"passed": 3}
+    assert result.stdout.str().count("run again alone, it passed") == 2
+
+
+@pytest.mark.parametrize("mode", [["--mt", "2"], ["--mp", "1", "--mt", "2"]], ids=["mt2", "mp1-mt2"])
+def test_a_failure_on_an_import_blocked_for_a_moment_runs_again_alone(pytester, mode) -> None:
+    # python-dateutil: a test blocks an import for a few ms at a time, which no
+    # look between tests sees; the test beside it fails importing it
+    pytester.makepyfile(optional_dep="VALUE = 1")
+    pytester.makepyfile(test_blocks="""
+        import sys, time
+        import optional_dep
+
+        def test_blocks_briefly():
+            for _ in range(40):
+                sys.modules["optional_dep"] = None
+                time.sleep(0.005)
+                sys.modules["optional_dep"] = optional_dep
+                time.sleep(0.002)
+        """)
+    pytester.makepyfile(test_uses="""
+        import importlib, sys, time
+
+        def test_loads_repeatedly():
+            for _ in range(300):
+                if sys.modules.get("optional_dep") is not None:
+                    del sys.modules["optional_dep"]
+                importlib.import_module("optional_dep")
+                time.sleep(0.001)
+        """)
+    result = assert_like_serial(pytester, [*mode, "--group-unit", "function", "-p", "no:randomly"])
+    assert outcomes(result) == {"passed": 2}
+    result.stdout.fnmatch_lines(["*test_loads_repeatedly failed beside *blocked an import*; run again alone, it passed"])
+
+
 def test_strict_threads_reports_the_parallel_outcome(pytester) -> None:
     pytester.makepyfile(test_culprits=CULPRITS, test_victims=VICTIMS)
     result = run(pytester, "--mt", "6", "--group-unit", "function", "--strict-threads")

@@ -168,6 +168,29 @@ def test_summary_names_fixtures_that_ran_more_than_once(pytester: pytest.Pyteste
     ])
 
 
+@pytest.mark.parametrize("mode", [["--mt", "2"], ["--mp", "1"]], ids=["mt2", "mp1"])
+def test_a_test_that_mocks_the_clock_does_not_skew_the_summary(pytester: pytest.Pytester, mode: list[str]) -> None:
+    # as pytest's own mock_timing fixture does, late in a run
+    pytester.makepyfile(test_clock="""
+        import time
+        from _pytest import timing
+
+        def test_first_takes_a_while():
+            time.sleep(0.5)
+
+        def test_mocked_clock(monkeypatch):
+            monkeypatch.setattr(timing, "time", lambda: 1590150050.0)
+            monkeypatch.setattr(timing, "perf_counter", lambda: 1590150050.0)
+        """)
+    result = run(pytester, *mode, "-p", "no:asyncio", "-p", "no:randomly")
+    assert outcomes(result) == {"passed": 2}
+    busy = next(line for line in result.stdout.lines if line.startswith("busy:"))
+    shares = [int(word.rstrip("%")) for word in busy.split()[1:] if word.endswith("%")]
+    assert shares and max(shares) <= 100, busy
+    slowest = next(line for line in result.stdout.lines if line.startswith("slowest:"))
+    assert slowest.startswith("slowest: 0.5") and "test_first_takes_a_while" in slowest.split(";")[0], slowest
+
+
 def test_two_fixtures_sharing_a_name_are_not_counted_as_one(pytester: pytest.Pytester) -> None:
     for name in ("a", "b"):
         pytester.makepyfile(**{f"test_{name}": """

@@ -96,6 +96,11 @@ class Interference:
                 beside.append((culprit, self.caught.get(culprit) or self._suspected[culprit]))
         return Settled(index, tuple(beside))
 
+    def caught_so_far(self) -> dict[int, str]:
+        """A copy of ``caught``: other threads add to it while tests run."""
+        with self._lock:
+            return dict(self.caught)
+
     def catch(self, index: int, reason: str) -> None:
         """The test changed process-wide state."""
         with self._lock:
@@ -159,16 +164,35 @@ class SideBySide:
         if changed:
             self.tracker.suspect(changed, index, include_observer=False)
 
-    def ended(self, index: int, failed: bool) -> list[Settled]:
+    def ended(self, index: int, failed: bool, halted: bool = False) -> list[Settled]:
+        """``halted``: it failed importing a module another test had blocked,
+        which no look between tests sees when the block is short."""
         self.watch.test_ended(self._items[index])
         changed = self._look()
         if changed:
             self.tracker.suspect(changed, index, include_observer=True)
+        if halted:
+            self.tracker.suspect([HALTED], index, include_observer=False)
         return self.tracker.finished(index, failed)
 
 
 def failed(reports: list[Any]) -> bool:
     return any(report.failed for report in reports)
+
+
+HALTED = "blocked an import (a test beside it failed: None in sys.modules)"
+
+
+def import_halted(reports: list[Any]) -> bool:
+    """Whether a test failed with CPython's ``import of X halted; None in
+    sys.modules``: a sys.modules entry set to None, by a test beside it."""
+    for report in reports:
+        if isinstance(report, dict):
+            if report.get("outcome") == "failed" and "None in sys.modules" in str(report.get("longrepr")):
+                return True
+        elif report.failed and "None in sys.modules" in str(report.longrepr):
+            return True
+    return False
 
 
 def _skipped_itself(report: Any) -> bool:

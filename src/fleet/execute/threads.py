@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from fleet.execute.events import RunEvents
-from fleet.execute.interference import SideBySide, Settled, again_note, describe_beside, held_back
+from fleet.execute.interference import SideBySide, Settled, again_note, describe_beside, held_back, import_halted
 from fleet.plan.groups import Plan
 from fleet.plan.schedule import Scheduler
 from fleet.execute.lost import describe_exception, failed_report
@@ -115,7 +115,7 @@ class ThreadExecutor:
             return {}
         return {
             self.plan.items[i].nodeid: why
-            for i, why in self.side_by_side.tracker.caught.items()
+            for i, why in self.side_by_side.tracker.caught_so_far().items()
             if not self.plan.exclusive[i]  # alone already: nothing ran beside it
         }
 
@@ -276,6 +276,8 @@ class ThreadExecutor:
             return self._run_one(index, name, watched=False)
         finally:
             current.worker = None
+            if self.side_by_side is not None:  # the streams' turn, if it took it
+                self.side_by_side.watch.test_ended(self.plan.items[index])
 
     def _take_finished(self) -> None:
         """Wait for one finished test, then take all that are waiting."""
@@ -347,7 +349,8 @@ class ThreadExecutor:
             if side_by_side is None:
                 return Finished(item, name, events, index=index)
             held = held_back(item, reports)
-            return Finished(item, name, events, index=index, held=held, settled=side_by_side.ended(index, held))
+            settled = side_by_side.ended(index, held, import_halted(reports))
+            return Finished(item, name, events, index=index, held=held, settled=settled)
         except BaseException as exc:  # fleet's own code failed around the test
             text = f"fleet failed around this test on {name}: {describe_exception(exc)}"
             return Finished(item, name, relay.standard_events(item, [failed_report(item, text, "internal")]), index=index)

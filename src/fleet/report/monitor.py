@@ -241,14 +241,17 @@ class RunMonitor:
             record.xfail = True
 
     def _within_run(self, start: float, stop: float) -> tuple[float, float]:
-        """A phase's times, kept inside the run: a test that mocked the clock
-        (freezegun, pytest's own ``mock_timing``) reports times that never were.
-        0 stays 0: a report that carries no times."""
+        """A phase's times, or none where they never were: a test that mocked
+        the clock (freezegun, pytest's own ``mock_timing``) reports a start or
+        stop outside the run, and that phase counts as taking no time (at its
+        stop, if that one is true). 0 stays 0: a report that carries no times."""
         if not start:
             return start, stop
         now = _RealClock.now()
-        start = min(max(start, self.begin), now)
-        return start, min(max(stop, start), now)
+        if self.begin <= start <= stop <= now:
+            return start, stop
+        end = stop if self.begin <= stop <= now else now
+        return end, end
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:

@@ -29,7 +29,7 @@ import pytest
 
 from fleet import adapters
 from fleet.execute import timeouts
-from fleet.execute.interference import SideBySide, held_back
+from fleet.execute.interference import SideBySide, held_back, import_halted
 from fleet.execute.processes import nodes, wire
 from fleet.execute.processes.launch import spawned_identity
 from fleet.front import login
@@ -264,7 +264,7 @@ class WorkerProcess:
                         index = chain.indices.popleft()
                     # one write: the last test's result, and which test starts now
                     self._send_all([*unsent, ("started", index, name, time.time())])
-                    unsent = self._run_test(index, name)
+                    unsent = self._run_test_guarded(index, name)
                     if unsent[0][0] == "raised":  # Ctrl-C, pytest.exit(): no thread starts another test
                         self._send_all(unsent)
                         unsent = []
@@ -275,6 +275,18 @@ class WorkerProcess:
                     self._send_all(unsent)
                 with self._work:
                     self._started.remove(chain)
+
+    def _run_test_guarded(self, index: int, name: str) -> list[tuple[Any, ...]]:
+        """:meth:`_run_test`, whose own failure is the test's internal error:
+        the thread lives on to run the rest of its chain, so nothing waits for
+        tests that would never be reported."""
+        try:
+            return self._run_test(index, name)
+        except BaseException as exc:
+            item = self.plan.items[index]
+            text = f"fleet failed around this test on {name}: {wire.describe_exception(exc)}"
+            report = wire.failed_report(item, text, "internal")
+            return [("result", index, name, wire.dump_events(self.config, relay.standard_events(item, [report])), [], {})]
 
     def _run_test(self, index: int, name: str) -> list[tuple[Any, ...]]:
         """Run one test; whatever happens, the messages that say how it ended
@@ -290,13 +302,14 @@ class WorkerProcess:
                 return [self._run_one(index, name, exclusive)]
             side_by_side.starting(index)
             message = self._run_one(index, name, exclusive)
-            held = message[0] == "result" and held_back(self.plan.items[index], wire.report_data(message[3]))
-            settled = side_by_side.ended(index, held)
+            sent = wire.report_data(message[3]) if message[0] == "result" else []
+            held = message[0] == "result" and held_back(self.plan.items[index], sent)
+            settled = side_by_side.ended(index, held, import_halted(sent))
         finally:
             if self._gate is not None:
                 self._gate.leave(exclusive)
         messages = [(*message, held) if message[0] == "result" else message]
-        caught = side_by_side.tracker.caught
+        caught = side_by_side.tracker.caught_so_far()
         for culprit in [i for i in caught if i not in self._caught_sent and not self.plan.exclusive[i]]:
             self._caught_sent.add(culprit)
             messages.append(("caught", culprit, caught[culprit]))
