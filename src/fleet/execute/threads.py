@@ -337,6 +337,8 @@ class ThreadExecutor:
             self.monitor.started(name, item.nodeid, time.time())
             if side_by_side is not None:
                 side_by_side.starting(index)
+            if watched and self.plan.exclusive[index] and len(self.names) > 1:
+                self.scheduler.until_parked(len(self.names) - 1 - len(self._retired), timeout=0.2)
             try:
                 alone = self._terminal if self.plan.exclusive[index] else nullcontext()
                 by_itself = self.plan.exclusive[index] or len(self.names) == 1

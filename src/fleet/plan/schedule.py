@@ -58,7 +58,11 @@ class Scheduler:
         self._running = 0
         self._exclusive_running = False
         self._stopped = False
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        # worker threads waiting in next(), told to an exclusive test's thread
+        self._parked = 0
+        self._quiet = threading.Condition(lock)
         for index in range(len(plan.items)):
             if self._is_ready(index):
                 self._push(index)
@@ -117,7 +121,20 @@ class Scheduler:
                     if self._ready_exclusive and self._running == 0:
                         self._exclusive_running = True
                         return self._start(self._by_rank[heapq.heappop(self._ready_exclusive)])
-                self._cond.wait()
+                self._parked += 1
+                self._quiet.notify_all()
+                try:
+                    self._cond.wait()
+                finally:
+                    self._parked -= 1
+
+    def until_parked(self, others: int, timeout: float) -> None:
+        """Wait (at most ``timeout``) until ``others`` worker threads wait for
+        work: an exclusive test then runs in a quiet process, with no other
+        thread running Python code (a leak test counting ``gc.get_objects()``
+        saw the scheduler's own objects on threads just woken)."""
+        with self._quiet:
+            self._quiet.wait_for(lambda: self._parked >= others, timeout)
 
     def _start(self, index: int) -> int:
         self._running += 1
