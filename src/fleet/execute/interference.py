@@ -176,8 +176,17 @@ class SideBySide:
         return self.tracker.finished(index, failed)
 
 
+def _field(report: Any, name: str) -> Any:
+    """A report's attribute, from the report or from its sent form (a dict)."""
+    return report.get(name) if isinstance(report, dict) else getattr(report, name, None)
+
+
+def _failed(report: Any) -> bool:
+    return _field(report, "outcome") == "failed"
+
+
 def failed(reports: list[Any]) -> bool:
-    return any(report.failed for report in reports)
+    return any(_failed(report) for report in reports)
 
 
 HALTED = "blocked an import (a test beside it failed: None in sys.modules)"
@@ -186,29 +195,19 @@ HALTED = "blocked an import (a test beside it failed: None in sys.modules)"
 def import_halted(reports: list[Any]) -> bool:
     """Whether a test failed with CPython's ``import of X halted; None in
     sys.modules``: a sys.modules entry set to None, by a test beside it."""
-    for report in reports:
-        if isinstance(report, dict):
-            if report.get("outcome") == "failed" and "None in sys.modules" in str(report.get("longrepr")):
-                return True
-        elif report.failed and "None in sys.modules" in str(report.longrepr):
-            return True
-    return False
+    return any(_failed(report) and "None in sys.modules" in str(_field(report, "longrepr")) for report in reports)
 
 
 def _skipped_itself(report: Any) -> bool:
-    """A skip at run time (``pytest.skip()``, ``importorskip``): a report or
-    its sent form; an xfail is not one."""
-    if isinstance(report, dict):
-        return report.get("outcome") == "skipped" and "wasxfail" not in report
-    return bool(report.skipped) and not hasattr(report, "wasxfail")
+    """A skip at run time (``pytest.skip()``, ``importorskip``); an xfail is not one."""
+    return _field(report, "outcome") == "skipped" and _field(report, "wasxfail") is None
 
 
 def held_back(item: Any, reports: list[Any]) -> bool:
     """Whether a test's result waits to see whether a caught test ran beside
     it: it failed, or it skipped itself at run time (an import another test
     blocked, a state another test removed); a skip or skipif mark is its own."""
-    if any(report.failed if not isinstance(report, dict) else report.get("outcome") == "failed"
-           for report in reports):
+    if failed(reports):
         return True
     if item.get_closest_marker("skip") is not None or item.get_closest_marker("skipif") is not None:
         return False

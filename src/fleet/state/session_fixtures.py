@@ -107,35 +107,25 @@ def is_switched(name: str, dependencies: Sequence[tuple[str, Any]], switched: fr
     return name in switched or any(dependency in switched for dependency, _ in dependencies)
 
 
-def switched_session_fixtures(items: Sequence[pytest.Item], rootpath: Path, slots: FixtureSlots) -> dict[str, str]:
-    """Session fixtures made per process because their parameter changes: name -> reason."""
+def per_process_by_plan(items: Sequence[pytest.Item], rootpath: Path, slots: FixtureSlots) -> dict[str, str]:
+    """Session fixtures made per process whatever their values: name -> why
+    (their parameter changes between tests, or they depend on ``worker_id``)."""
     found: dict[str, str] = {}
+    checked: set[Any] = set()  # for worker_id, once per definition
     for item in items:
         definitions = internals.fixture_definitions(item)
         for name in getattr(item, "fixturenames", ()):
             chain = definitions.get(name)
             if name in found or not chain or chain[-1].scope != "session":
                 continue
-            if is_project_fixture(chain[-1], rootpath) and is_switched(
-                name, slots.dependency_params(chain[-1], item), slots.switched
-            ):
-                found[name] = "its parameter changes between tests: set up in each process in a serial run's order"
-    return found
-
-
-def worker_bound(items: Sequence[pytest.Item], rootpath: Path) -> dict[str, str]:
-    """Session fixtures the tests use that depend on ``worker_id``: name -> reason."""
-    found: dict[str, str] = {}
-    checked: set[Any] = set()
-    for item in items:
-        definitions = internals.fixture_definitions(item)
-        for name in getattr(item, "fixturenames", ()):
-            chain = definitions.get(name)
-            if not chain or chain[-1] in checked:
+            fixturedef = chain[-1]
+            if not is_project_fixture(fixturedef, rootpath):
                 continue
-            checked.add(chain[-1])
-            if chain[-1].scope == "session" and is_project_fixture(chain[-1], rootpath):
-                if depends_on_worker(chain[-1], item):
+            if is_switched(name, slots.dependency_params(fixturedef, item), slots.switched):
+                found[name] = "its parameter changes between tests: set up in each process in a serial run's order"
+            elif fixturedef not in checked:
+                checked.add(fixturedef)
+                if depends_on_worker(fixturedef, item):
                     found[name] = "it depends on worker_id"
     return found
 

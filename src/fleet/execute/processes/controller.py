@@ -257,10 +257,7 @@ class ProcessExecutor:
                 self.per_process.setdefault(entry.argname, entry.reason)
             sections = [(f"Captured {k} setup", v) for k, v in entry.output.items() if v]
             self._made_sections.setdefault(entry.index, []).extend(sections)
-        self.per_process.update(session_fixtures.worker_bound(self.plan.items, self.config.rootpath))
-        self.per_process.update(
-            session_fixtures.switched_session_fixtures(self.plan.items, self.config.rootpath, self.slots)
-        )
+        self.per_process.update(session_fixtures.per_process_by_plan(self.plan.items, self.config.rootpath, self.slots))
         self._start_the_others()
 
     def _handle(self, worker: Worker, message: tuple[Any, ...]) -> None:
