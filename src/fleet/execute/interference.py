@@ -155,8 +155,9 @@ class SideBySide:
         self.watch.uninstall()
 
     def _look(self) -> list[str]:
+        changed = self.watch.look_at_fds()
         with self._look_lock:
-            return self.watch.look()
+            return changed + self.watch.look()
 
     def starting(self, index: int) -> None:
         self.tracker.started(index)

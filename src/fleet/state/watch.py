@@ -175,10 +175,19 @@ class StateWatch:
         if item is not None and current.worker is not None:
             self._caught(item, what)
 
+    @staticmethod
+    def look_at_fds() -> list[str]:
+        """File descriptors 1 and 2 closed or replaced since the last look, put back.
+
+        Apart from :meth:`look`: its system calls let other threads take the
+        GIL, and must not happen while a lock others wait for is held.
+        """
+        return [f"closed or replaced file descriptor {fd}" for fd in repair_std_fds()]
+
     def look(self) -> list[str]:
-        """What changed since the last look that no one was seen doing (file
-        descriptors 1 and 2 closed or replaced are put back)."""
-        changed = [f"closed or replaced file descriptor {fd}" for fd in repair_std_fds()]
+        """What changed in the interpreter since the last look that no one was
+        seen doing (pure Python: no call in it gives the GIL away)."""
+        changed = []
         modules = len(sys.modules)
         if modules < self._modules:
             changed.append("removed modules from sys.modules")
