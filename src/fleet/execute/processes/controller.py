@@ -27,7 +27,7 @@ from fleet.execute.events import RunEvents
 from fleet.execute.interference import again_note, describe_beside
 from fleet.execute.processes import crashes, nodes, wire
 from fleet.execute.processes.nodes import WorkerNode
-from fleet.execute.processes.dispatch import Dispatcher, Worker
+from fleet.execute.processes.dispatch import RESERVE, Dispatcher, Worker
 from fleet.execute.processes.launch import (
     SPAWN_COLLECT_TIMEOUT,
     collection_difference,
@@ -71,7 +71,7 @@ class ProcessExecutor:
         self.testrun_uid = testrun_uid
         self.events = events
         self.scheduler = Scheduler(plan, exclusive_within_process=True)
-        self.dispatcher = Dispatcher(plan, self.scheduler, threads, self._send)
+        self.dispatcher = Dispatcher(plan, self.scheduler, threads, self._send, self.reserve(threads))
         self.workers: dict[str, Worker] = {}
         self.nodes: dict[str, WorkerNode] = {}  # pytest-xdist's view of each worker
         self.restarts = 0
@@ -440,6 +440,11 @@ class ProcessExecutor:
             if not logged:
                 item = self.plan.items[index]
                 self._log(index, "-", relay.standard_events(item, [wire.failed_report(item, text, "not run")]))
+
+    @staticmethod
+    def reserve(threads: int) -> int:
+        """Chains a worker holds beyond one per thread (:mod:`.dispatch`)."""
+        return RESERVE
 
     def _send(self, worker: Worker, message: tuple[Any, ...]) -> None:
         if message[0] == "run":

@@ -4,7 +4,8 @@ The controller hands out *chains* from the scheduler: a group's remaining
 tests in order (one round trip for the whole group, its order kept inside the
 worker), or a batch of free tests sized to the work left (by expected time
 when durations are remembered). Each worker holds
-one chain per thread plus :data:`RESERVE`. A worker with nothing to do while
+one chain per thread plus a reserve (:data:`RESERVE`; a remote worker,
+whose round trip is a network's, one more per thread). A worker with nothing to do while
 another holds tests it has not started gets some of them: the other is asked
 to give back its reserve and half of its free tests; a group is never split.
 
@@ -107,10 +108,11 @@ Send = Callable[[Worker, tuple[Any, ...]], None]
 
 
 class Dispatcher:
-    def __init__(self, plan: Plan, scheduler: Scheduler, threads: int, send: Send) -> None:
+    def __init__(self, plan: Plan, scheduler: Scheduler, threads: int, send: Send, reserve: int = RESERVE) -> None:
         self.plan = plan
         self.scheduler = scheduler
         self.threads = threads
+        self.reserve = reserve
         self._send = send
         self._chain_numbers = 0
         # node -> its tests not yet handed out
@@ -163,7 +165,7 @@ class Dispatcher:
         held = len(worker.chains)
         if held < self.threads:
             return True
-        if held >= self.threads + RESERVE:
+        if held >= self.threads + self.reserve:
             return False
         return self.plan.expected is None or worker.held_seconds(self.plan.expected) < RESERVE_UNTIL_S
 

@@ -59,6 +59,14 @@ NOT_FORWARDED = ("PYTEST_XDIST_", "PYTEST_CURRENT_TEST", "PYTEST_DEBUG_TEMPROOT"
 
 
 class RayExecutor(ProcessExecutor):
+    @staticmethod
+    def reserve(threads: int) -> int:
+        """A second chain per thread: a remote worker's results and its next
+        work each cross the network and Ray, milliseconds where a local pipe
+        takes microseconds, and with one chain per thread its threads waited
+        that long between tests (io, 32 threads: 4x the local run)."""
+        return threads
+
     def __init__(self, *arguments: Any, cluster: Cluster, grow: bool) -> None:
         """``arguments`` are :class:`ProcessExecutor`'s; ``grow``: ``--mp auto``."""
         super().__init__(*arguments)
