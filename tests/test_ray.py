@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import junit_outcomes, outcomes, ray_authentication, run, run_with_junit
+from conftest import junit_outcomes, on_terminal, outcomes, ray_authentication, run, run_with_junit
 
 pytest.importorskip("ray")
 
@@ -255,6 +255,59 @@ def test_the_timeline_groups_workers_by_node(cluster: LocalCluster, pytester: py
     trace = json.loads((pytester.path / "trace.json").read_text())
     processes = {e["args"]["name"] for e in trace["traceEvents"] if e.get("name") == "process_name"}
     assert len(processes) == 2 and all(name.startswith("node ") for name in processes), processes
+
+
+def test_a_rootdir_holding_rays_own_files_is_refused(pytester: pytest.Pytester, monkeypatch) -> None:
+    """pytest took /tmp as the rootdir (no ini file, ``--timeline /tmp/t.json``):
+    Ray packed its own session directory into the package until the disk was full."""
+    pytester.makepyfile(test_a="def test_a(): pass")
+    (pytester.path / "ray").mkdir()
+    monkeypatch.setenv("RAY_TMPDIR", str(pytester.path))
+    result = run(pytester, "--ray", "127.0.0.1:1", "--rootdir", str(pytester.path))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    lines = [line for line in (result.stdout.str() + result.stderr.str()).splitlines() if line.strip()]
+    assert len(lines) == 1 and "holds Ray's own files" in lines[0] and "Traceback" not in lines[0], lines
+    assert not list(pytester.path.glob("ray/**/*.zip"))
+
+
+def test_maxfail_stops_every_worker_across_nodes(cluster: LocalCluster, pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x="""
+        import time, pytest
+        @pytest.mark.parametrize("i", range(60))
+        def test_t(i):
+            time.sleep(0.1)
+            assert i != 3
+    """)
+    result = run(pytester, "--ray", cluster.address, "--mp", "2", "--group-unit", "function", "--maxfail", "1")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    counts = outcomes(result)
+    assert counts["failed"] == 1 and counts.get("passed", 0) < 30, counts
+    result.stdout.fnmatch_lines(["*stopping after 1 failures*"])
+
+
+def test_the_utilisation_summary_and_the_live_view_name_remote_workers(
+    cluster: LocalCluster, pytester: pytest.Pytester
+) -> None:
+    pytester.makepyfile(test_s="""
+        import time, pytest
+        @pytest.mark.parametrize("i", range(8))
+        def test_quick(i): time.sleep(0.2)
+        def test_slow(): time.sleep(4)
+    """)
+    result = run(pytester, "--ray", cluster.address, "--mp", "2", "--group-unit", "function")
+    assert result.ret == 0
+    section = result.stdout.str().split("fleet ---")[1]
+    for heading in ("workers: ", "busy: ", "idle tail: ", "slowest: "):
+        assert heading in section, section
+    assert "test_s.py::test_slow" in section.split("slowest: ")[1]
+    # on a terminal: the live view, with a row per remote worker and the slow test flagged
+    ansi = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--ray", cluster.address, "--mp", "2",
+               "--group-unit", "function", "--slow-after", "1"]
+    text = ansi.sub("", on_terminal(command, pytester.path))
+    assert "ETA" in text and re.search(r"\b\d/9\b", text), text[-3000:]
+    assert re.search(r"r\d on node \S+\s+test_s.py::test_slow\s+\d+\.\ds\s+SLOW", text), text[-3000:]
+    assert "9 passed" in text[-400:]
 
 
 def _processes() -> dict[int, tuple[int, bytes]]:

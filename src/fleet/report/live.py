@@ -126,14 +126,16 @@ class Progress:
         shown = workers[:room] if len(workers) <= room else [w for w in workers if w in running][: room - 1]
         for worker in shown:
             entry = running.get(worker)
+            host = monitor.hosts.get(worker)
+            label = worker if host is None else f"{worker} on {host}"
             if entry is None:
-                rows.add_row(Text(worker, style="dim"), Text("idle", style="dim"), Text(""), Text(""))
+                rows.add_row(Text(label, style="dim"), Text("idle", style="dim"), Text(""), Text(""))
                 continue
             nodeid, since = entry
             seconds = now - since
             slow = seconds >= self.slow_after
             rows.add_row(
-                Text(worker, style="cyan"),
+                Text(label, style="cyan"),
                 Text(nodeid, overflow="ellipsis", no_wrap=True),
                 Text(f"{seconds:6.1f}s"),
                 Text("SLOW", style="bold yellow") if slow else Text(""),

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,11 +75,38 @@ def runtime_env(rootpath: Path, excludes: list[str]) -> dict[str, Any]:
     return {"working_dir": str(rootpath), "excludes": ALWAYS_EXCLUDED + excludes}
 
 
+def rays_temp_dir() -> Path:
+    """Where Ray keeps its sessions on this machine by default (as Ray finds it)."""
+    if "RAY_TMPDIR" in os.environ:
+        base = os.environ["RAY_TMPDIR"]
+    elif sys.platform.startswith("linux") and "TMPDIR" in os.environ:
+        base = os.environ["TMPDIR"]
+    else:
+        base = "/tmp" if sys.platform.startswith(("linux", "darwin")) else tempfile.gettempdir()
+    return Path(base, "ray").resolve()
+
+
+def check_shippable(where: str, rootpath: Path) -> None:
+    """Refuse a rootdir that holds Ray's own files: Ray packs the package in its
+    session directory, so it would pack its own growing zip into itself (a
+    ``--ray`` run whose rootdir was ``/tmp`` wrote 73 GB before the disk filled).
+    pytest takes such a rootdir when no ini file is found and an option's value
+    is a path (``--timeline /tmp/trace.json``)."""
+    temp = rays_temp_dir()
+    root = Path(rootpath).resolve()
+    if temp == root or root in temp.parents:
+        raise pytest.UsageError(
+            f"{where}: the rootdir {root} holds Ray's own files ({temp}), which shipping it would pack too; "
+            "give --rootdir, or put a pytest.ini in the project"
+        )
+
+
 def connect(address: str, rootpath: Path, excludes: list[str]) -> Cluster:
     """Join the cluster at ``address`` (start one for ``local``), shipping the rootdir."""
+    where = f"fleet: --ray {address}"
+    check_shippable(where, rootpath)
     import ray
 
-    where = f"fleet: --ray {address}"
     kwargs: dict[str, Any] = dict(
         runtime_env=runtime_env(rootpath, excludes),
         log_to_driver=False,  # the workers' output comes back through fleet, prefixed
