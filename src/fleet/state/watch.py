@@ -187,7 +187,7 @@ class StateWatch:
     def look(self) -> list[str]:
         """What changed in the interpreter since the last look that no one was
         seen doing (pure Python: no call in it gives the GIL away)."""
-        changed = []
+        changed: list[str] = []
         modules = len(sys.modules)
         if modules < self._modules:
             changed.append("removed modules from sys.modules")

@@ -63,8 +63,8 @@ class RayExecutor(ProcessExecutor):
     def reserve(threads: int) -> int:
         """A second chain per thread: a remote worker's results and its next
         work each cross the network and Ray, milliseconds where a local pipe
-        takes microseconds, and with one chain per thread its threads waited
-        that long between tests (io, 32 threads: 4x the local run)."""
+        takes microseconds, and with one chain per thread a thread waited that
+        long between tests."""
         return threads
 
     def __init__(self, *arguments: Any, cluster: Cluster, grow: bool) -> None:
