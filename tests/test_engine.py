@@ -392,6 +392,29 @@ def test_a_hook_that_breaks_formatting_ends_the_run_and_never_hangs(pytester, mo
     assert "a plugin's hook failed" in result.stdout.str() + result.stderr.str()
 
 
+@pytest.mark.parametrize("mode", [MODES["mt2"], MODES["mp2-mt2"]], ids=["mt2", "mp2-mt2"])
+def test_a_test_that_mocks_every_clock_beside_others_never_stalls_the_run(pytester, mode) -> None:
+    """freezegun replaces time.monotonic and time.time for every thread. fleet
+    once paced its main thread by time.monotonic: a pause computed across the
+    mock's end slept for 10^12 s (python-dateutil hung under --mt auto)."""
+    pytester.makepyfile(test_clock="""
+        import time, pytest
+
+        def test_mocks_the_clocks(monkeypatch):
+            monkeypatch.setattr(time, "monotonic", lambda: 1e12)
+            monkeypatch.setattr(time, "time", lambda: 1e12)
+            monkeypatch.setattr(time, "perf_counter", lambda: 1e12)
+            time.sleep(0.5)
+
+        @pytest.mark.parametrize("n", range(20))
+        def test_beside(n):
+            time.sleep(0.05)
+        """)
+    result = run(pytester, *mode, "--group-unit", "function", timeout=60)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert outcomes(result) == {"passed": 21}
+
+
 @pytest.mark.skipif(sys.version_info >= (3, 13), reason="CPython 3.11/3.12's ast race")
 def test_failures_formatted_on_many_threads_at_once_lose_nothing(pytester) -> None:
     """CPython 3.11's ast.parse is not safe on several threads; pytest parses

@@ -155,9 +155,8 @@ class SideBySide:
         self.watch.uninstall()
 
     def _look(self) -> list[str]:
-        changed = self.watch.look_at_fds()
         with self._look_lock:
-            return changed + self.watch.look()
+            return self.watch.look_at_fds() + self.watch.look()
 
     def starting(self, index: int) -> None:
         self.tracker.started(index)

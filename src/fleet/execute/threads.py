@@ -73,9 +73,6 @@ class _Stuck:
 # nothing measurable; I/O-bound suites are unaffected (benchmarks/README.md).
 SWITCH_INTERVAL = 0.05
 
-# The main thread takes finished tests to report at most this often.
-REPLAY_INTERVAL = 0.02
-
 
 class ThreadExecutor:
     def __init__(
@@ -90,7 +87,6 @@ class ThreadExecutor:
         self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # taken from the queue, not yet logged
         self._pending: deque[Any] = deque()
-        self._last_take = 0.0
         self._maxfail = session.config.getoption("maxfail", 0) or 0
         self._failures = 0
         self._failures_lock = threading.Lock()
@@ -284,22 +280,13 @@ class ThreadExecutor:
                 self.side_by_side.watch.test_ended(self.plan.items[index])
 
     def _take_finished(self) -> None:
-        """Wait for one finished test, then take all that are waiting.
-
-        Not more often than every ``REPLAY_INTERVAL``: each wake-up takes the
-        GIL from a worker thread; on 5000 trivial tests the main thread woke
-        about once per test, and now about 200 times in all.
-        """
-        pause = self._last_take + REPLAY_INTERVAL - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
+        """Wait for one finished test, then take all that are waiting."""
         while True:
             try:
                 self._pending.append(self._finished.get(timeout=1.0))
                 break
             except queue.Empty:
                 self.monitor.tick()
-        self._last_take = time.monotonic()
         while True:
             try:
                 self._pending.append(self._finished.get_nowait())
@@ -336,11 +323,13 @@ class ThreadExecutor:
                 self._finished.put(event)
                 affinity, finished = self.plan.affinity[index], index
         finally:
-            if finished is not None:
-                self.scheduler.done(finished)
-            current.worker = None
-            if name not in self._retired:
-                self._finished.put(_WORKER_EXITED)
+            try:
+                if finished is not None:
+                    self.scheduler.done(finished)
+            finally:  # whatever failed above, the main thread must hear the thread is gone
+                current.worker = None
+                if name not in self._retired:
+                    self._finished.put(_WORKER_EXITED)
 
     def _run_one(self, index: int, name: str, watched: bool = True) -> Finished:
         """Run one test; whatever happens, say how it ended (never raise)."""

@@ -177,16 +177,11 @@ class StateWatch:
 
     @staticmethod
     def look_at_fds() -> list[str]:
-        """File descriptors 1 and 2 closed or replaced since the last look, put back.
-
-        Apart from :meth:`look`: its system calls let other threads take the
-        GIL, and must not happen while a lock others wait for is held.
-        """
+        """File descriptors 1 and 2 closed or replaced since the last look, put back."""
         return [f"closed or replaced file descriptor {fd}" for fd in repair_std_fds()]
 
     def look(self) -> list[str]:
-        """What changed in the interpreter since the last look that no one was
-        seen doing (pure Python: no call in it gives the GIL away)."""
+        """What changed in the interpreter since the last look that no one was seen doing."""
         changed: list[str] = []
         modules = len(sys.modules)
         if modules < self._modules:
