@@ -156,7 +156,7 @@ class SideBySide:
 
     def _look(self) -> list[str]:
         with self._look_lock:
-            return self.watch.look_at_fds() + self.watch.look()
+            return self.watch.look()
 
     def starting(self, index: int) -> None:
         self.tracker.started(index)

@@ -175,14 +175,10 @@ class StateWatch:
         if item is not None and current.worker is not None:
             self._caught(item, what)
 
-    @staticmethod
-    def look_at_fds() -> list[str]:
-        """File descriptors 1 and 2 closed or replaced since the last look, put back."""
-        return [f"closed or replaced file descriptor {fd}" for fd in repair_std_fds()]
-
     def look(self) -> list[str]:
-        """What changed in the interpreter since the last look that no one was seen doing."""
-        changed: list[str] = []
+        """What changed since the last look that no one was seen doing (file
+        descriptors 1 and 2 closed or replaced are put back)."""
+        changed = [f"closed or replaced file descriptor {fd}" for fd in repair_std_fds()]
         modules = len(sys.modules)
         if modules < self._modules:
             changed.append("removed modules from sys.modules")
