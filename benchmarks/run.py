@@ -13,7 +13,7 @@ sampled every 0.2 s and summed over every process of the run: the memory the
 run really takes, with pages shared by forked processes counted once (runs
 shorter than a sample show 0).
 
-Targets print PASS or MISS (INFO: a reference measurement); the exit status is 0 either way, because a missed
+Targets print PASS or MISS; the exit status is 0 either way, because a missed
 target is a finding to report, not a harness failure.
 
 Usage: ``python benchmarks/run.py [--repeat N] [--workloads io,tiny,...]
@@ -50,9 +50,7 @@ FLEET_CONFIGS = {
         ["--mt", "auto"],
         ["--mp", "2", "--mt", "32", "--group-unit", "function"],
     ],
-    # --mt 1 is a reference, not a target: one thread, the most a threads run
-    # can do on CPU-only tests under one GIL
-    "tiny": [["--mt", "auto"], ["--mt", "4"], ["--mp", "2"], ["--mp", "2", "--mt", "2"], ["--mt", "1"]],
+    "tiny": [["--mt", "auto"], ["--mt", "4"], ["--mp", "2"], ["--mp", "2", "--mt", "2"]],
     "fixtures": [["--mt", "16", "--group-unit", "function"], ["--mt", "auto"], ["--mp", "2", "--mt", "8"]],
     "groups": [["--mt", "10"], ["--mp", "2", "--mt", "5"]],
     "cpu": [["--mt", "auto"], ["--mp", "2"]],
@@ -265,11 +263,11 @@ def find(configs: list[Config], label: str) -> Config | None:
     return next((c for c in configs if c.label == label), None)
 
 
-def targets(name: str, configs: list[Config], collect_s: float) -> list[tuple[bool | None, str]]:
+def targets(name: str, configs: list[Config], collect_s: float) -> list[tuple[bool, str]]:
     serial = configs[0]
     xdist = [c for c in configs if c.kind == "xdist"]
     best_xdist = min(xdist, key=lambda c: c.median) if xdist else None
-    results: list[tuple[bool | None, str]] = []
+    results: list[tuple[bool, str]] = []
     if name == "io":
         fleet = find(configs, "fleet --mt 64 --group-unit function")
         if best_xdist:
@@ -289,9 +287,6 @@ def targets(name: str, configs: list[Config], collect_s: float) -> list[tuple[bo
         results.append((ratio < 1, f"tiny: fleet --mp 2 {ratio:.2f}x serial time; need < 1x"))
         for fleet in (c for c in configs if c.kind == "fleet"):  # issue 16
             ratio = fleet.median / serial.median
-            if fleet.label == "fleet --mt 1":
-                results.append((None, f"tiny: fleet --mt 1 {ratio:.2f}x serial time (a reference: one thread, what threads can do under one GIL)"))
-                continue
             results.append((ratio <= 0.9, f"tiny: {fleet.label} {ratio:.2f}x serial time; need <= 0.9x"))
     elif name == "fixtures":
         for fleet in (c for c in configs if c.kind == "fleet"):
@@ -375,7 +370,7 @@ def main() -> int:
         print("note: pytest-xdist is not installed; skipping the -n configurations")
 
     report: dict = {"python": platform.python_version(), "cpus": os.cpu_count(), "repeat": repeat, "fleet": source, "workloads": {}}
-    all_targets: list[tuple[bool | None, str]] = []
+    all_targets: list[tuple[bool, str]] = []
     for name in names:
         suite = workloads.generate(name)
         # The first collection writes the bytecode cache; time the second.
@@ -406,7 +401,7 @@ def main() -> int:
 
     print("\n== targets")
     for ok, text in all_targets:
-        print(f"{'INFO' if ok is None else 'PASS' if ok else 'MISS'}  {text}")
+        print(f"{'PASS' if ok else 'MISS'}  {text}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwrote {args.json}")
