@@ -298,6 +298,32 @@ def test_a_run_on_one_worker_has_no_idle_tail(pytester: pytest.Pytester) -> None
     assert "idle tail" not in result.stdout.str()
 
 
+COMPUTES = "import time\n" + "".join(
+    f"def test_{i}():\n    begin = time.thread_time()\n    while time.thread_time() - begin < 0.3: pass\n" for i in range(2)
+)
+WAITS = "import time\n" + "".join(f"def test_{i}(): time.sleep(1.2)\n" for i in range(2))
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the line offers the other CPUs")
+@pytest.mark.parametrize("suite, args, said", [
+    (COMPUTES, ("--mt", "4"), True),
+    (WAITS, ("--mt", "4"), False),
+    (COMPUTES, ("--mp", "2"), False),  # processes: each has a GIL of its own
+])
+def test_tests_that_compute_on_threads_are_told_about_processes(pytester: pytest.Pytester, suite, args, said) -> None:
+    pytester.makepyfile(**{f"test_{m}": suite for m in "abcd"})
+    result = run(pytester, *args)
+    assert outcomes(result) == {"passed": 8}
+    cpu = [line for line in result.stdout.lines if line.startswith("cpu: ")]
+    if said:
+        assert len(cpu) == 1, result.stdout.str()
+        assert re.fullmatch(
+            r"cpu: the tests kept one CPU \d+% busy: threads share one GIL, so tests that compute run one at a time; "
+            r"worker processes \(--mp\) would use the other CPUs", cpu[0]), cpu
+    else:
+        assert cpu == [], cpu
+
+
 @pytest.mark.parametrize("name, how", [
     ("run.html", "(open it in a browser)"),
     ("run.json", "(a Chrome trace: open it in https://ui.perfetto.dev or chrome://tracing)"),

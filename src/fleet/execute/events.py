@@ -40,3 +40,7 @@ class RunEvents(Protocol):
 
     def tick(self) -> None:
         """Called at least once a second by the executor's main loop."""
+
+    def cpu_used(self, cpu: float, wall: float) -> None:
+        """Tests ran on threads of this process, which used ``cpu`` seconds of
+        CPU time (every thread's) in ``wall`` seconds."""

@@ -10,6 +10,7 @@ see the same event sequence as in a serial run.
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 from collections import deque
@@ -120,6 +121,7 @@ class ThreadExecutor:
         }
 
     def run(self) -> None:
+        began = os.times()  # not time.*: a test may mock those
         previous_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)
         if self.side_by_side is not None:
@@ -164,6 +166,8 @@ class ThreadExecutor:
             self._log_held()
             raise
         finally:
+            ended = os.times()
+            self.monitor.cpu_used(ended.user + ended.system - began.user - began.system, ended.elapsed - began.elapsed)
             sys.setswitchinterval(previous_interval)
             if watchdog is not None:
                 watchdog.on_stuck = None

@@ -133,6 +133,7 @@ class RunMonitor:
         self.counts: Counter[str] = Counter()
         self.done = 0
         self.interruption: Interruption | None = None
+        self.cpu: tuple[float, float] | None = None  # (CPU s, wall s) of a threads run's process
         # worker -> (nodeid, since); written by worker threads or the controller
         self._running: dict[str, tuple[str, float]] = {}
         self._tickers: list[Callable[[], None]] = []
@@ -170,6 +171,9 @@ class RunMonitor:
     def interrupted(self, cause: str, raised_in: str | None = None) -> None:
         if self.interruption is None:  # the first one: a second Ctrl-C only stops the waiting
             self.interruption = Interruption(cause, time.time(), dict(self._running), raised_in)
+
+    def cpu_used(self, cpu: float, wall: float) -> None:
+        self.cpu = (cpu, wall)
 
     def finish(self) -> None:
         self.end = _RealClock.now()

@@ -6,11 +6,14 @@ division would win back), the slowest tests, and the fixtures that were set
 up more than once for one scope instance, with why. A run in which no test
 ran has nothing to say here; a stopped run, or one on a single worker, has
 no idle tail. Where the ``--timeline`` file is, when one was written; when
-the idle tail is large and none was, how to get one.
+the idle tail is large and none was, how to get one. When tests on threads
+kept one CPU busy (they compute; one GIL runs their Python one at a time)
+and the machine has more, that worker processes would use them.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -24,6 +27,12 @@ LISTED_WORKERS = 16
 # An idle tail this long, and this share of the wall time, is worth a look at the timeline.
 IDLE_WORTH_A_LOOK = 1.0
 IDLE_SHARE_WORTH_A_LOOK = 0.2
+# A threads run whose process used at least this share of one CPU for this
+# long was bound by the GIL; past ONE_CPU_AT_MOST its threads ran side by side
+# (C code that releases the GIL), and threads helped.
+GIL_BOUND_SHARE = 0.8
+ONE_CPU_AT_MOST = 1.3
+GIL_BOUND_AFTER = 1.0  # seconds
 
 
 def summary(monitor: RunMonitor, per_process: dict[str, str], timeline: Path | None = None) -> list[str]:
@@ -61,7 +70,21 @@ def summary(monitor: RunMonitor, per_process: dict[str, str], timeline: Path | N
     slowest = sorted(records, key=lambda r: r.stop - r.start, reverse=True)[:SLOWEST]
     lines.append("slowest: " + "; ".join(f"{r.stop - r.start:.2f}s {r.nodeid} [{r.worker}]" for r in slowest))
     lines += _repeated_fixtures(monitor, per_process)
+    lines += _one_cpu(monitor, len(used))
     return lines + _where_the_timeline_is(timeline)
+
+
+def _one_cpu(monitor: RunMonitor, threads: int) -> list[str]:
+    if monitor.cpu is None or threads < 2 or (os.cpu_count() or 1) < 2:
+        return []
+    cpu, wall = monitor.cpu
+    share = cpu / wall if wall > 0 else 0.0
+    if wall < GIL_BOUND_AFTER or not GIL_BOUND_SHARE <= share <= ONE_CPU_AT_MOST:
+        return []
+    return [
+        f"cpu: the tests kept one CPU {min(share, 1.0):.0%} busy: threads share one GIL, so tests that "
+        "compute run one at a time; worker processes (--mp) would use the other CPUs"
+    ]
 
 
 def _add_cut_short(monitor: RunMonitor, busy: dict[str, float]) -> None:
