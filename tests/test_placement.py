@@ -153,6 +153,35 @@ def test_failures_beside_a_caught_test_run_again_alone(pytester, mode) -> None:
     ])
 
 
+@pytest.mark.parametrize("mode", [["--mt", "2"], ["--mp", "1", "--mt", "2"]], ids=["mt2", "mp1-mt2"])
+def test_a_test_that_replaced_stdout_and_failed_beside_a_printing_test_runs_again_alone(pytester, mode) -> None:
+    # click's CliRunner: a test replaces sys.stdout and checks what was
+    # printed, while a test beside it prints into the same stream
+    pytester.makepyfile(test_streams="""
+        import contextlib, io, time
+
+        def test_checks_what_it_printed():
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                time.sleep(0.5)
+                print("mine")
+            assert out.getvalue() == "mine\\n"
+
+        def test_prints_meanwhile():
+            for _ in range(10):
+                print("theirs")
+                time.sleep(0.05)
+        """)
+    assert outcomes(run(pytester)) == {"passed": 2}
+    result = run(pytester, *mode, "--group-unit", "function", "-p", "no:randomly")
+    assert outcomes(result) == {"passed": 2}, result.stdout.str()
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "*test_checks_what_it_printed failed beside *test_prints_meanwhile (which ran beside it while it had "
+        "the standard streams replaced); run again alone, it passed",
+    ])
+
+
 @pytest.mark.parametrize("mode", [["--mt", "4"], ["--mp", "1", "--mt", "4"]], ids=["mt4", "mp1-mt4"])
 def test_a_frozen_clock_and_a_blocked_import_are_caught(pytester, mode) -> None:
     # freezegun replaces time.time for every thread; a test hiding an optional

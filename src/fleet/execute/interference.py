@@ -7,7 +7,10 @@ of them may yet be caught), and then
 
 * if a caught test ran beside it at any moment, it runs again alone at the
   end of the run, and that result is the one reported (``--strict-threads``:
-  the parallel result is reported, with a note);
+  the parallel result is reported, with a note); so does a test that itself
+  replaced ``sys.stdout`` or ``sys.stderr`` while any test ran beside it, since
+  whatever that test printed went into the replaced stream (click's
+  ``CliRunner`` checking what a command printed);
 * otherwise its failure is reported as it was.
 
 Time here is a counter shared by the process's tests, ticking at every start
@@ -33,6 +36,7 @@ class Settled:
 
 
 NAMED_BESIDE = 3  # tests named in a note; the rest are counted
+STREAMS_REPLACED = {f"replaced sys.{name}" for name in ("stdout", "stderr")}
 
 
 def describe_beside(items: list[Any], beside: Any) -> str:
@@ -56,9 +60,17 @@ class Interference:
         self._suspected: dict[int, str] = {}  # one of several that may have done it
         self._waiting: dict[int, set[int]] = {}  # failed index -> tests it waits for
         self._failed_spans: dict[int, tuple[int, int]] = {}
+        # A test that replaced sys.stdout/stderr receives what every thread
+        # writes meanwhile: whoever ran beside it may be why it failed.
+        self._replaced_streams: set[int] = set()
+        self._company: dict[int, int] = {}  # running test -> a test that ran beside it
+        self._failed_company: dict[int, int] = {}
 
     def started(self, index: int) -> None:
         with self._lock:
+            for other in self._running:
+                self._company.setdefault(other, index)
+                self._company.setdefault(index, other)
             self._running[index] = self._tick
             self._tick += 1
 
@@ -66,6 +78,7 @@ class Interference:
         """The test ended; the failed tests (it among them) now settled."""
         with self._lock:
             start = self._running.pop(index, self._tick)
+            company = self._company.pop(index, None)
             end = self._tick
             self._tick += 1
             span = self._spans.get(index)
@@ -79,6 +92,8 @@ class Interference:
                     ready.append(other)
             if failed:
                 self._failed_spans[index] = (start, end)
+                if company is not None:
+                    self._failed_company[index] = company
                 if self._running:
                     self._waiting[index] = set(self._running)
                 else:
@@ -94,6 +109,9 @@ class Interference:
             assert culprit_start is not None
             if culprit_start < end and (culprit_end is None or culprit_end > start):
                 beside.append((culprit, self.caught.get(culprit) or self._suspected[culprit]))
+        company = self._failed_company.pop(index, None)
+        if index in self._replaced_streams and company is not None and not beside:
+            beside.append((company, "ran beside it while it had the standard streams replaced"))
         return Settled(index, tuple(beside))
 
     def caught_so_far(self) -> dict[int, str]:
@@ -105,6 +123,8 @@ class Interference:
         """The test changed process-wide state."""
         with self._lock:
             self._mark(index, reason, self.caught)
+            if reason in STREAMS_REPLACED:
+                self._replaced_streams.add(index)
 
     def _mark(self, index: int, reason: str, into: dict[int, str]) -> None:
         if index in into:
@@ -130,6 +150,7 @@ class Interference:
             left = list(self._waiting) + [i for i in self._failed_spans if i not in self._waiting]
             self._waiting.clear()
             self._failed_spans.clear()
+            self._failed_company.clear()
         return sorted(set(left))
 
 
