@@ -64,13 +64,18 @@ class Interference:
         # writes meanwhile: whoever ran beside it may be why it failed.
         self._replaced_streams: set[int] = set()
         self._company: dict[int, int] = {}  # running test -> a test that ran beside it
+        self._alone_so_far: set[int] = set()  # running tests nothing has run beside yet
         self._failed_company: dict[int, int] = {}
 
     def started(self, index: int) -> None:
         with self._lock:
-            for other in self._running:
-                self._company.setdefault(other, index)
-                self._company.setdefault(index, other)
+            if self._running:
+                self._company[index] = next(iter(self._running))
+                for other in self._alone_so_far:
+                    self._company[other] = index
+                self._alone_so_far.clear()
+            else:
+                self._alone_so_far.add(index)
             self._running[index] = self._tick
             self._tick += 1
 
@@ -79,6 +84,7 @@ class Interference:
         with self._lock:
             start = self._running.pop(index, self._tick)
             company = self._company.pop(index, None)
+            self._alone_so_far.discard(index)
             end = self._tick
             self._tick += 1
             span = self._spans.get(index)

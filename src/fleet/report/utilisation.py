@@ -13,11 +13,11 @@ and the machine has more, that worker processes would use them.
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from fleet.plan.workers import cpu_count
 from fleet.report.monitor import RunMonitor
 from fleet.report.timeline import process_of
 
@@ -75,7 +75,7 @@ def summary(monitor: RunMonitor, per_process: dict[str, str], timeline: Path | N
 
 
 def _one_cpu(monitor: RunMonitor, threads: int) -> list[str]:
-    if monitor.cpu is None or threads < 2 or (os.cpu_count() or 1) < 2:
+    if monitor.cpu is None or threads < 2 or cpu_count() < 2:
         return []
     cpu, wall = monitor.cpu
     share = cpu / wall if wall > 0 else 0.0
