@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from fleet.state.watch import StateWatch
+from fleet.state.watch import StateWatch, replaced
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Settled:
 
 
 NAMED_BESIDE = 3  # tests named in a note; the rest are counted
-STREAMS_REPLACED = {f"replaced sys.{name}" for name in ("stdout", "stderr")}
+STREAMS_REPLACED = {replaced("stdout"), replaced("stderr")}  # what a test beside it wrote goes there
 
 
 def describe_beside(items: list[Any], beside: Any) -> str:

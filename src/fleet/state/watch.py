@@ -42,6 +42,11 @@ _IGNORED_VARIABLES = {"PYTEST_CURRENT_TEST"}
 _AUDITED = {"os.putenv", "os.unsetenv", "os.chdir"}
 _STREAMS = {"stdin", "stdout", "stderr"}
 
+
+def replaced(stream: str) -> str:
+    """What a test that replaced ``sys.<stream>`` did."""
+    return f"replaced sys.{stream}"
+
 # (test, what it did): called on the test's own thread
 Caught = Callable[[pytest.Item, str], None]
 
@@ -55,7 +60,7 @@ class _WatchedSys(types.ModuleType):
     def __setattr__(self, name: str, value: Any) -> None:
         watch = _watch
         if watch is not None and name in _STREAMS:
-            watch.did(f"replaced sys.{name}")
+            watch.did(replaced(name))
             watch.take_stream_turn()
         super().__setattr__(name, value)
 
